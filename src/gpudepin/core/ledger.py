@@ -166,3 +166,26 @@ class InMemoryLedger:
 
     def balance(self, account: str) -> int:
         return self.balances.get(account, 0)
+
+
+def stake_account(owner: str) -> str:
+    return f"stake:{owner.lower()}"
+
+
+def sla_credit_from_stake(
+    balances: Mapping[str, int], provider: str, buyer: str, amount: int, ref: str = ""
+) -> Transaction | None:
+    """Pay a buyer's SLA credit out of the provider's stake, with no claim to file.
+
+    The stake is the credit's only source, so a credit larger than the stake pays what the
+    stake holds and the memo records the shortfall; None when the stake is empty.
+    """
+    _positive(amount, "SLA credit")
+    src = stake_account(provider)
+    paid = min(amount, balances.get(src, 0))
+    if paid <= 0:
+        return None
+    memo = f"sla credit {paid}" if paid == amount else f"sla credit {paid} of {amount} owed"
+    return Transaction(
+        "sla_credit", (Posting(src, -paid), Posting(available_account(buyer), paid)), ref, memo
+    )
