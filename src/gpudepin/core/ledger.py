@@ -189,3 +189,123 @@ def sla_credit_from_stake(
     return Transaction(
         "sla_credit", (Posting(src, -paid), Posting(available_account(buyer), paid)), ref, memo
     )
+
+
+# --- trust layer: stake, hold-back, slashing, auditor pay --------------------------
+# Stake and held earnings are accounts like any other, so the books stay balanced
+# through every slash; the policy that decides amounts lives in core.verification.
+# ``stake_account`` above (shared with SLA credits) names the bonded stake.
+
+
+def unbonding_account(owner: str) -> str:
+    return f"unbonding:{owner.lower()}"
+
+
+def held_account(owner: str) -> str:
+    """Earnings still inside their challenge window: a late-proven fault claws them back."""
+    return f"held:{owner.lower()}"
+
+
+def _move(
+    balances: Mapping[str, int], kind: str, src: str, dst: str, amount: int, ref: str = ""
+) -> Transaction:
+    _positive(amount, kind)
+    _require(balances, src, amount)
+    return Transaction(kind, (Posting(src, -amount), Posting(dst, amount)), ref)
+
+
+def stake(balances: Mapping[str, int], owner: str, amount: int) -> Transaction:
+    """Bond ``amount`` of the owner's available tokens as stake."""
+    return _move(balances, "stake", available_account(owner), stake_account(owner), amount)
+
+
+def unbond(balances: Mapping[str, int], owner: str, amount: int) -> Transaction:
+    """Start unbonding: the tokens leave the stake but stay slashable until released."""
+    return _move(balances, "unbond", stake_account(owner), unbonding_account(owner), amount)
+
+
+def release_stake(balances: Mapping[str, int], owner: str, amount: int) -> Transaction:
+    """Return unbonded stake to the owner's available balance (after the delay has passed:
+    ``core.verification.may_release_stake`` decides when)."""
+    return _move(
+        balances, "release_stake", unbonding_account(owner), available_account(owner), amount
+    )
+
+
+def pay_into_hold(
+    balances: Mapping[str, int],
+    buyer: str,
+    ref: str,
+    provider: str,
+    gross: int,
+    fee_bps: int,
+    memo: str = "",
+) -> Transaction:
+    """Like ``pay_from_escrow``, but the provider's part lands in its held account."""
+    _positive(gross, "payment")
+    src = escrow_account(buyer, ref)
+    _require(balances, src, gross)
+    fee = fee_of(gross, fee_bps)
+    legs = [Posting(src, -gross), Posting(held_account(provider), gross - fee)]
+    if fee:
+        legs.append(Posting(FEES, fee))
+    return Transaction("pay_held", tuple(legs), ref, memo)
+
+
+def hold(balances: Mapping[str, int], provider: str, amount: int, ref: str = "") -> Transaction:
+    """Lock already earned tokens back into the hold (e.g. while a dispute is open)."""
+    return _move(balances, "hold", earned_account(provider), held_account(provider), amount, ref)
+
+
+def release_held(
+    balances: Mapping[str, int], provider: str, amount: int, ref: str = ""
+) -> Transaction:
+    """Earnings whose challenge window passed become withdrawable."""
+    return _move(
+        balances, "release_held", held_account(provider), earned_account(provider), amount, ref
+    )
+
+
+def claw_back(
+    balances: Mapping[str, int], provider: str, buyer: str, amount: int, ref: str = ""
+) -> Transaction:
+    """Refund a buyer, out of the provider's held earnings, for work proven wrong."""
+    return _move(
+        balances, "claw_back", held_account(provider), available_account(buyer), amount, ref
+    )
+
+
+def slash(
+    balances: Mapping[str, int],
+    provider: str,
+    amount: int,
+    buyer: str,
+    auditor: str,
+    split: tuple[int, int, int],
+    ref: str = "",
+) -> Transaction:
+    """Take ``amount`` from the provider's stake (then from its unbonding stake) and share
+    it as ``split = (to_buyer, to_auditor, burned)`` (``core.verification.slash_split``)."""
+    _positive(amount, "slash")
+    if sum(split) != amount or min(split) < 0:
+        raise InvalidInput(f"slash split {split} does not add up to {amount}")
+    bonded = balances.get(stake_account(provider), 0)
+    from_stake = min(bonded, amount)
+    from_unbonding = amount - from_stake
+    _require(balances, unbonding_account(provider), from_unbonding)
+    to_buyer, to_auditor, burned = split
+    legs = [
+        Posting(stake_account(provider), -from_stake),
+        Posting(unbonding_account(provider), -from_unbonding),
+        Posting(available_account(buyer), to_buyer),
+        Posting(earned_account(auditor), to_auditor),
+        Posting(BURNED, burned),
+    ]
+    return Transaction("slash", tuple(p for p in legs if p.amount), ref)
+
+
+def pay_auditor_from_fees(
+    balances: Mapping[str, int], auditor: str, amount: int, ref: str = ""
+) -> Transaction:
+    """Pay an auditor for an audit out of the collected protocol fees."""
+    return _move(balances, "audit_pay", FEES, earned_account(auditor), amount, ref)
