@@ -1,0 +1,3 @@
+from gpudepin.cli.main import main
+
+main()

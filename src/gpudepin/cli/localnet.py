@@ -1,0 +1,162 @@
+"""A whole network on this machine: the coordinator and N provider agents as processes."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from gpudepin.core.errors import Conflict, Unavailable
+
+REGIONS = ("eu-west", "us-east", "eu-central", "ap-south")
+
+
+def free_port(preferred: int) -> int:
+    """``preferred`` if it is free on loopback, else any free port."""
+    for port in (preferred, 0):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(s.getsockname()[1])
+    raise Unavailable("no free port on 127.0.0.1")
+
+
+def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    """Wait until the coordinator answers /v1/health (bounded), or say why not."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise Unavailable(
+                f"the coordinator exited with code {proc.returncode}",
+                hint="See its log in HOME/logs/coordinator.log.",
+            )
+        try:
+            if httpx.get(f"{url}/v1/health", timeout=1.0).is_success:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise Unavailable(f"the coordinator did not answer within {timeout:.0f}s")
+
+
+@dataclass
+class LocalNetwork:
+    home: Path
+    providers: int = 3
+    port: int = 8470
+    db_url: str | None = None
+    assignment_ttl_s: float = 20.0
+    extra_coordinator_args: list[str] = field(default_factory=list)
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    api_url: str = ""
+
+    @property
+    def state_file(self) -> Path:
+        return self.home / "network.json"
+
+    def _spawn(self, name: str, args: list[str]) -> None:
+        logs = self.home / "logs"
+        logs.mkdir(exist_ok=True)
+        with (logs / f"{name}.log").open("ab") as log:
+            self.procs[name] = subprocess.Popen(
+                [sys.executable, "-m", "gpudepin", "--home", str(self.home), *args],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # Ctrl-C reaches us only; we stop children in order
+            )
+
+    def start(self) -> str:
+        if self.state_file.exists():
+            old = json.loads(self.state_file.read_text())
+            if any(_alive(pid) for pid in old.get("pids", {}).values()):
+                raise Conflict(
+                    f"a local network is already running at {old['api_url']}",
+                    hint="Stop it (Ctrl-C in its terminal) or use another --home.",
+                )
+        port = free_port(self.port)
+        self.api_url = f"http://127.0.0.1:{port}"
+        coord = ["coordinator", "--port", str(port), "--assignment-ttl", str(self.assignment_ttl_s)]
+        if self.db_url:
+            coord += ["--db", self.db_url]
+        self._spawn("coordinator", coord + self.extra_coordinator_args)
+        try:
+            wait_healthy(self.api_url, self.procs["coordinator"])
+            for i in range(1, self.providers + 1):
+                self.start_provider(i)
+        except BaseException:
+            self.stop()
+            raise
+        self._write_state()
+        return self.api_url
+
+    def start_provider(self, i: int) -> None:
+        name = f"provider-{i}"
+        self._spawn(
+            name,
+            [
+                "--coordinator",
+                self.api_url,
+                "--key",
+                name,
+                "provider",
+                "start",
+                "--name",
+                name,
+                "--region",
+                REGIONS[(i - 1) % len(REGIONS)],
+                "--operator",
+                f"op-{i}",
+            ],
+        )
+        self._write_state()
+
+    def _write_state(self) -> None:
+        self.state_file.write_text(
+            json.dumps(
+                {"api_url": self.api_url, "pids": {n: p.pid for n, p in self.procs.items()}},
+                indent=2,
+            )
+        )
+
+    def kill(self, name: str) -> None:
+        """kill -9 one process (tests of failure handling use this)."""
+        proc = self.procs.pop(name)
+        proc.kill()
+        proc.wait()
+        self._write_state()
+
+    def stop(self) -> None:
+        """Stop agents first, then the coordinator; kill whatever does not stop in time."""
+        names = sorted(self.procs, key=lambda n: n == "coordinator")
+        for name in names:
+            with contextlib.suppress(ProcessLookupError):
+                self.procs[name].send_signal(signal.SIGTERM)
+        for name in names:
+            proc = self.procs[name]
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.procs.clear()
+        self.state_file.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True

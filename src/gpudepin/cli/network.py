@@ -1,0 +1,201 @@
+"""Commands that run parts of the network: ``coordinator``, ``provider``, ``up``, ``demo``."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from gpudepin.cli.common import console, state
+from gpudepin.cli.jobs import watch_job
+from gpudepin.cli.localnet import LocalNetwork
+from gpudepin.client import Client
+from gpudepin.core.errors import GpudepinError
+from gpudepin.identity import load_or_create_key
+
+provider_app = typer.Typer(
+    help="Run a provider agent and see what it earned.", no_args_is_help=True
+)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(coordinator)
+    app.command()(up)
+    app.command()(demo)
+    app.add_typer(provider_app, name="provider")
+
+
+def coordinator(
+    ctx: typer.Context,
+    db: Annotated[
+        str | None, typer.Option(help="Database URL (postgresql://...). Default: SQLite in HOME.")
+    ] = None,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8470,
+    max_upload_mb: Annotated[int, typer.Option(help="Largest upload accepted, in MiB.")] = 256,
+    assignment_ttl: Annotated[
+        float, typer.Option(help="Seconds of agent silence before its tasks are requeued.")
+    ] = 20.0,
+    faucet: Annotated[
+        bool, typer.Option(help="Credit free test tokens (local networks only).")
+    ] = True,
+) -> None:
+    """Run the coordinator (HTTP API on /v1, OpenAPI at /docs)."""
+    import uvicorn
+
+    from gpudepin.coordinator.app import create_app
+    from gpudepin.settings import CoordinatorSettings
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    settings = CoordinatorSettings(
+        home=state(ctx).home,
+        db_url=db,
+        host=host,
+        port=port,
+        max_upload_bytes=max_upload_mb * 1024 * 1024,
+        assignment_ttl_s=assignment_ttl,
+        faucet=faucet,
+    )
+    app = create_app(settings)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+@provider_app.command("start")
+def provider_start(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Option(help="Display name.")] = "provider",
+    region: Annotated[str, typer.Option(help="Region you are in, e.g. eu-west.")] = "local",
+    operator: Annotated[
+        str, typer.Option(help="Operator (the person or company running the agent).")
+    ] = "",
+    threads: Annotated[int, typer.Option(help="CPU threads per task.")] = 1,
+    task_timeout: Annotated[float, typer.Option(help="Seconds before a task is killed.")] = 3600.0,
+) -> None:
+    """Run a provider agent: register this machine and take work from the coordinator."""
+    from gpudepin.provider.agent import AgentConfig, run_agent
+    from gpudepin.provider.hardware import detect
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    st = state(ctx)
+    if st.coordinator is None:
+        raise typer.BadParameter(
+            "give the coordinator's URL with --coordinator URL (before `provider`)"
+        )
+    key = st.key if st.key != "buyer" else name
+    client = Client(st.coordinator, load_or_create_key(st.home, key))
+    workdir = st.home / "agents" / key
+    workdir.mkdir(parents=True, exist_ok=True)
+    cfg = AgentConfig(
+        name=name, region=region, operator=operator, threads=threads, task_timeout_s=task_timeout
+    )
+    run_agent(client, cfg, detect(), workdir)
+
+
+def _serve_until_interrupted(net: LocalNetwork) -> None:
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.is_set():
+            for name, proc in list(net.procs.items()):
+                if proc.poll() is not None:
+                    console.print(f"[yellow]{name} exited with code {proc.returncode}[/yellow]")
+                    net.procs.pop(name)
+            stop.wait(1.0)
+    except KeyboardInterrupt:
+        pass
+
+
+def up(
+    ctx: typer.Context,
+    providers: Annotated[int, typer.Option(help="Number of local provider agents.")] = 3,
+    port: Annotated[int, typer.Option(help="Coordinator port (another free one if taken).")] = 8470,
+    db: Annotated[str | None, typer.Option(help="Database URL. Default: SQLite in HOME.")] = None,
+) -> None:
+    """Run a whole network here: coordinator + provider agents. Ctrl-C stops every process."""
+    net = LocalNetwork(state(ctx).home, providers=providers, port=port, db_url=db)
+    url = net.start()
+    console.print(f"gpudepin is up: API {url}  (docs {url}/docs)")
+    console.print(f"{providers} provider agents; logs in {net.home / 'logs'}; Ctrl-C stops it all")
+    try:
+        _serve_until_interrupted(net)
+    finally:
+        net.stop()
+        console.print("stopped")
+
+
+def demo(
+    ctx: typer.Context,
+    providers: Annotated[int, typer.Option(help="Number of local provider agents.")] = 3,
+    frames: Annotated[
+        str | None, typer.Option(help="Frames to render (default: the whole demo scene).")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("-o", "--out", help="Where to save the frames.")
+    ] = None,
+) -> None:
+    """Start a local network, render a small animation across it, and show who did what."""
+    from gpudepin.workloads.scenes import demo_scene_path
+
+    st = state(ctx)
+    net = LocalNetwork(st.home, providers=providers, port=0)
+    started = time.monotonic()
+    console.print(
+        f"starting a local network (coordinator + {providers} provider agents) in {st.home} …"
+    )
+    url = net.start()
+    try:
+        with Client(url, load_or_create_key(st.home, st.key)) as client:
+            _wait_for_providers(client, providers)
+            client.faucet("100")
+            console.print("credited 100 free test tokens to the buyer (local faucet)")
+            job = client.submit_job(
+                "render", {"frames": frames}, {"scene": demo_scene_path()}, "0.01"
+            )
+            console.print(
+                f"submitted render job {job['id']}: {len(job['tasks'])} frames, "
+                f"escrow {job['escrow']} tokens"
+            )
+            job = watch_job(client, job["id"])
+            if job["state"] != "completed":
+                raise GpudepinError(f"the demo job {job['state']}: {job.get('reason')}")
+            dest = out or st.home / "demo-output" / job["id"]
+            files = client.download_outputs(job["id"], dest)
+            _report(client, job, files, time.monotonic() - started)
+    finally:
+        net.stop()
+
+
+def _wait_for_providers(client: Client, n: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while sum(p["online"] for p in client.providers()) < n:
+        if time.monotonic() > deadline:
+            raise GpudepinError(f"fewer than {n} providers registered within {timeout:.0f}s")
+        time.sleep(0.2)
+
+
+def _report(client: Client, job: dict, files: list[Path], seconds: float) -> None:
+    names = {p["address"]: p["name"] for p in client.providers()}
+    table = Table("frame", "provider", "attempts")
+    for t in job["tasks"]:
+        table.add_row(
+            t["label"], names.get(t["provider"], t["provider"] or "?"), str(t["attempts"])
+        )
+    console.print(table)
+    per = Counter(names.get(t["provider"], "?") for t in job["tasks"])
+    console.print("frames per provider: " + ", ".join(f"{k} {v}" for k, v in sorted(per.items())))
+    for f in files:
+        console.print(f"saved {f}")
+    summary = client.ledger_summary()
+    console.print(
+        "ledger: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(summary["totals"].items()))
+        + ("  — balanced" if summary["balanced"] else f"  — PROBLEMS {summary['problems']}")
+    )
+    console.print(f"demo finished in {seconds:.1f}s")

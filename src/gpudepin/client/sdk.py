@@ -1,0 +1,241 @@
+"""``Client``: signs in with the caller's Ethereum key and speaks the ``/v1`` API."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+from eth_account.signers.local import LocalAccount
+
+from gpudepin import API_VERSION
+from gpudepin.core.errors import ERRORS_BY_CODE, GpudepinError, NotFound, Unavailable
+from gpudepin.identity import load_or_create_key, result_message, sign_text
+from gpudepin.settings import resolve_home
+
+
+def local_network(home: Path) -> dict[str, Any]:
+    """What `gpudepin up` wrote about the running local network."""
+    path = home / "network.json"
+    if not path.exists():
+        raise NotFound(
+            f"no local network found in {home}",
+            hint="Start one with `gpudepin up`, or pass --coordinator URL.",
+        )
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+def _raise_for(resp: httpx.Response) -> None:
+    if resp.is_success:
+        return
+    try:
+        err = resp.json()["error"]
+        cls = ERRORS_BY_CODE.get(err["code"], GpudepinError)
+        raise cls(err["message"], hint=err.get("hint") or "")
+    except (ValueError, KeyError, TypeError):
+        raise GpudepinError(f"HTTP {resp.status_code} from the coordinator") from None
+
+
+class Client:
+    """A signed-in session with one coordinator. Use as a context manager or ``close()``."""
+
+    def __init__(
+        self,
+        base_url: str,
+        account: LocalAccount,
+        timeout: float = 60.0,
+        http: httpx.Client | None = None,
+    ) -> None:
+        """``http`` lets tests pass an in-process client (FastAPI's TestClient)."""
+        self.base_url = base_url.rstrip("/")
+        self.account = account
+        self.address = account.address.lower()
+        self._http = http or httpx.Client(base_url=self.base_url + "/v1", timeout=timeout)
+        self._token: str | None = None
+
+    @classmethod
+    def local(cls, home: Path | str | None = None, key: str = "buyer") -> Client:
+        """A client for the local network in the home folder, as key ``key``."""
+        h = resolve_home(home)
+        return cls(local_network(h)["api_url"], load_or_create_key(h, key))
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- transport --------------------------------------------------------------------
+
+    def login(self) -> None:
+        """Sign-In with Ethereum: sign the coordinator's challenge, keep the bearer token."""
+        msg = self._send("POST", "/auth/challenge", auth=False, json={"address": self.address})
+        out = self._send(
+            "POST",
+            "/auth/login",
+            auth=False,
+            json={"message": msg["message"], "signature": sign_text(self.account, msg["message"])},
+        )
+        if out.get("api_version") != API_VERSION:
+            raise GpudepinError(
+                f"the coordinator speaks API v{out.get('api_version')}, this client v{API_VERSION}",
+                hint="Install the same gpudepin version on both sides.",
+            )
+        self._token = out["token"]
+
+    def _request(self, method: str, path: str, auth: bool = True, **kw: Any) -> httpx.Response:
+        for attempt in (0, 1):
+            headers = dict(kw.pop("headers", {}) or {})
+            if auth:
+                if self._token is None:
+                    self.login()
+                headers["Authorization"] = f"Bearer {self._token}"
+            try:
+                resp = self._http.request(method, path, headers=headers, **kw)
+            except httpx.TransportError as exc:
+                raise Unavailable(
+                    f"cannot reach the coordinator at {self.base_url}",
+                    hint="Is it running? Start a local network with `gpudepin up`.",
+                ) from exc
+            if resp.status_code == 401 and auth and attempt == 0:
+                self._token = None  # session expired: sign in again, once
+                continue
+            _raise_for(resp)
+            return resp
+        raise AssertionError("unreachable")
+
+    def _send(self, method: str, path: str, auth: bool = True, **kw: Any) -> Any:
+        return self._request(method, path, auth=auth, **kw).json()
+
+    def _download(self, path: str, dest: Path) -> Path:
+        headers = {}
+        if self._token is None:
+            self.login()
+        headers["Authorization"] = f"Bearer {self._token}"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(dest.name + ".part")
+        try:
+            with self._http.stream("GET", path, headers=headers) as resp:
+                if not resp.is_success:
+                    resp.read()
+                    _raise_for(resp)
+                with tmp.open("wb") as fh:
+                    for chunk in resp.iter_bytes(1 << 20):
+                        fh.write(chunk)
+        except httpx.TransportError as exc:
+            raise Unavailable(f"cannot reach the coordinator at {self.base_url}") from exc
+        tmp.replace(dest)
+        return dest
+
+    # ---- files --------------------------------------------------------------------------
+
+    def upload(self, path: Path) -> str:
+        """Upload a file (streamed); returns its sha256."""
+
+        def chunks() -> Iterator[bytes]:
+            with path.open("rb") as fh:
+                while block := fh.read(1 << 20):
+                    yield block
+
+        return str(self._send("PUT", "/blobs", content=chunks())["sha256"])
+
+    # ---- buyer ------------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        return dict(self._send("GET", "/health", auth=False))
+
+    def submit_job(
+        self,
+        kind: str,
+        params: dict[str, Any],
+        files: dict[str, Path],
+        price_per_task: str,
+        max_attempts: int = 3,
+    ) -> dict[str, Any]:
+        """Upload the job's files, then submit it; returns the job as the coordinator has it."""
+        inputs = {name: self.upload(Path(p)) for name, p in files.items()}
+        body = {
+            "kind": kind,
+            "params": params,
+            "inputs": inputs,
+            "price_per_task": price_per_task,
+            "max_attempts": max_attempts,
+        }
+        return dict(self._send("POST", "/jobs", json=body))
+
+    def jobs(self) -> list[dict[str, Any]]:
+        return list(self._send("GET", "/jobs"))
+
+    def job(self, job_id: str, events: bool = False) -> dict[str, Any]:
+        return dict(self._send("GET", f"/jobs/{job_id}", params={"events": events}))
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        return dict(self._send("POST", f"/jobs/{job_id}/cancel"))
+
+    def download_outputs(self, job_id: str, dest: Path) -> list[Path]:
+        job = self.job(job_id)
+        if job["state"] != "completed":
+            raise NotFound(f"job {job_id} is {job['state']}, not completed: no outputs yet")
+        return [
+            self._download(f"/jobs/{job_id}/outputs/{o['name']}", dest / o["name"])
+            for o in job["outputs"]
+        ]
+
+    def providers(self) -> list[dict[str, Any]]:
+        return list(self._send("GET", "/providers", auth=False))
+
+    def wallet(self) -> dict[str, Any]:
+        return dict(self._send("GET", "/wallet"))
+
+    def faucet(self, amount: str) -> dict[str, Any]:
+        return dict(self._send("POST", "/wallet/faucet", json={"amount": amount}))
+
+    def withdraw(self, amount: str, source: str = "available") -> dict[str, Any]:
+        return dict(
+            self._send("POST", "/wallet/withdraw", json={"amount": amount, "source": source})
+        )
+
+    def ledger_summary(self) -> dict[str, Any]:
+        return dict(self._send("GET", "/ledger/summary", auth=False))
+
+    # ---- provider ---------------------------------------------------------------------
+
+    def register_provider(
+        self, name: str, region: str, operator: str, hardware: dict[str, Any], version: str
+    ) -> dict[str, Any]:
+        body = {
+            "name": name,
+            "region": region,
+            "operator": operator,
+            "hardware": hardware,
+            "agent_version": version,
+        }
+        return dict(self._send("POST", "/providers/register", json=body))
+
+    def heartbeat(self) -> dict[str, Any]:
+        return dict(self._send("POST", "/providers/heartbeat"))
+
+    def poll(self, wait: float) -> dict[str, Any] | None:
+        out = self._send("POST", "/providers/poll", params={"wait": wait}, timeout=wait + 30)
+        task: dict[str, Any] | None = out.get("task")
+        return task
+
+    def download_input(self, task_id: str, name: str, dest: Path) -> Path:
+        return self._download(f"/tasks/{task_id}/inputs/{name}", dest)
+
+    def submit_result(self, task_id: str, path: Path, meta: dict[str, Any]) -> dict[str, Any]:
+        """Upload a task's result and submit it with a signature over its content hash."""
+        sha = self.upload(path)
+        sig = sign_text(self.account, result_message(task_id, sha))
+        body = {"sha256": sha, "signature": sig, "meta": meta}
+        return dict(self._send("POST", f"/tasks/{task_id}/result", json=body))
+
+    def fail_task(self, task_id: str, reason: str) -> dict[str, Any]:
+        """Tell the coordinator this provider could not finish a task it holds."""
+        return dict(self._send("POST", f"/tasks/{task_id}/fail", json={"reason": reason[:500]}))

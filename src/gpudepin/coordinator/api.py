@@ -1,0 +1,436 @@
+"""The ``/v1`` routes. Handlers are thin: parse, authorise, call ``service``, shape JSON."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse
+from sqlalchemy import insert, select
+
+from gpudepin import API_VERSION, __version__
+from gpudepin.coordinator import auth, db, schemas, service, store
+from gpudepin.coordinator.app import Runtime
+from gpudepin.coordinator.blobs import check_sha256
+from gpudepin.core.errors import Forbidden, InvalidInput, NotFound, PayloadTooLarge, Unauthorized
+from gpudepin.core.money import format_amount, parse_amount
+from gpudepin.identity import recover_signer, result_message
+from gpudepin.workloads import registry
+
+router = APIRouter(prefix="/v1")
+
+
+def runtime(request: Request) -> Runtime:
+    rt: Runtime = request.app.state.rt
+    return rt
+
+
+def caller(request: Request, rt: Runtime = Depends(runtime)) -> str:
+    """The address of the signed-in caller (bearer session)."""
+    header = request.headers.get("authorization", "")
+    if not header.lower().startswith("bearer "):
+        raise Unauthorized("this call needs a session", hint="Log in with a signed challenge.")
+    with rt.engine.connect() as conn:
+        return auth.session_address(conn, header[7:].strip(), rt.clock())
+
+
+# ---- identity -------------------------------------------------------------------------
+
+
+@router.get("/health")
+def health() -> dict[str, Any]:
+    return {"ok": True, "api_version": API_VERSION, "version": __version__}
+
+
+@router.post("/auth/challenge")
+def challenge(
+    body: schemas.ChallengeIn, request: Request, rt: Runtime = Depends(runtime)
+) -> dict[str, str]:
+    with rt.engine.begin() as conn:
+        msg = auth.create_challenge(
+            conn, body.address, request.url.netloc, str(request.base_url), rt.clock()
+        )
+    return {"message": msg}
+
+
+@router.post("/auth/login")
+def login(body: schemas.LoginIn, rt: Runtime = Depends(runtime)) -> dict[str, Any]:
+    with rt.engine.begin() as conn:
+        token, address, expires = auth.login(
+            conn, body.message, body.signature, rt.clock(), rt.settings.session_ttl_s
+        )
+    return {"token": token, "address": address, "expires_at": expires, "api_version": API_VERSION}
+
+
+# ---- blobs ----------------------------------------------------------------------------
+
+
+@router.put("/blobs", status_code=201)
+async def upload(
+    request: Request, who: str = Depends(caller), rt: Runtime = Depends(runtime)
+) -> dict[str, Any]:
+    size_header = request.headers.get("content-length")
+    if size_header and int(size_header) > rt.settings.max_upload_bytes:
+        raise PayloadTooLarge(
+            f"upload of {size_header} bytes is over the limit of {rt.settings.max_upload_bytes}"
+        )
+    writer = rt.blobs.writer()
+    try:
+        async for chunk in request.stream():
+            writer.write(chunk)
+    except BaseException:
+        writer.abort()
+        raise
+    sha, size = writer.commit()
+    await run_in_threadpool(_record_blob, rt, sha, who, size)
+    return {"sha256": sha, "size": size}
+
+
+def _record_blob(rt: Runtime, sha: str, who: str, size: int) -> None:
+    with rt.engine.begin() as conn:
+        exists = conn.execute(
+            select(db.blobs.c.sha256).where(db.blobs.c.sha256 == sha, db.blobs.c.uploader == who)
+        ).first()
+        if not exists:
+            conn.execute(
+                insert(db.blobs).values(sha256=sha, uploader=who, size=size, created_at=rt.clock())
+            )
+
+
+def _owned_blob(conn: Any, sha: str, owner: str) -> None:
+    row = conn.execute(
+        select(db.blobs.c.sha256).where(db.blobs.c.sha256 == sha, db.blobs.c.uploader == owner)
+    ).first()
+    if row is None:
+        raise InvalidInput(f"no uploaded file {sha[:12]}… of yours", hint="Upload it first.")
+
+
+# ---- jobs -----------------------------------------------------------------------------
+
+
+def job_view(conn: Any, job: Any, with_events: bool = False) -> dict[str, Any]:
+    tasks = service.job_tasks(conn, job.id)
+    counts: dict[str, int] = {}
+    for t in tasks:
+        counts[t.state] = counts.get(t.state, 0) + 1
+    view: dict[str, Any] = {
+        "id": job.id,
+        "kind": job.kind,
+        "state": job.state,
+        "reason": job.reason,
+        "buyer": job.buyer,
+        "created_at": job.created_at,
+        "updated_at": job.updated_at,
+        "price_per_task": format_amount(job.price_per_task),
+        "escrow": format_amount(job.escrow),
+        "spec": job.spec,
+        "counts": counts,
+        "outputs": job.outputs or [],
+        "tasks": [
+            {
+                "id": t.id,
+                "label": t.label,
+                "state": t.state,
+                "attempts": t.attempts,
+                "provider": t.provider,
+                "result_sha256": t.result_sha256,
+                "price": format_amount(t.price),
+            }
+            for t in tasks
+        ],
+    }
+    if with_events:
+        view["events"] = [
+            {"at": e.at, "kind": e.kind, "task_id": e.task_id, "actor": e.actor, **e.detail}
+            for e in service.job_events(conn, job.id)
+        ]
+    return view
+
+
+@router.post("/jobs", status_code=201)
+def submit_job(
+    body: schemas.JobIn, who: str = Depends(caller), rt: Runtime = Depends(runtime)
+) -> dict[str, Any]:
+    workload = registry.get(body.kind)
+    price = parse_amount(body.price_per_task)
+    missing = set(workload.input_names) - set(body.inputs)
+    if missing:
+        raise InvalidInput(f"missing input file(s): {', '.join(sorted(missing))}")
+    with rt.engine.connect() as conn:
+        for sha in body.inputs.values():
+            _owned_blob(conn, check_sha256(sha), who)
+    paths = {name: rt.blobs.open_path(sha) for name, sha in body.inputs.items()}
+    spec = workload.validate(body.params, paths)
+    plans = workload.split(spec)
+    with rt.engine.begin() as conn:
+        job_id = service.create_job(
+            conn,
+            buyer=who,
+            kind=body.kind,
+            spec=spec,
+            inputs=body.inputs,
+            price_per_task=price,
+            plans=plans,
+            max_attempts=body.max_attempts,
+            now=rt.clock(),
+        )
+    rt.notify_work()
+    with rt.engine.connect() as conn:
+        return job_view(conn, service.get_job(conn, job_id))
+
+
+@router.get("/jobs")
+def list_jobs(who: str = Depends(caller), rt: Runtime = Depends(runtime)) -> list[dict[str, Any]]:
+    with rt.engine.connect() as conn:
+        return [
+            {
+                "id": j.id,
+                "kind": j.kind,
+                "state": j.state,
+                "created_at": j.created_at,
+                "escrow": format_amount(j.escrow),
+                "reason": j.reason,
+            }
+            for j in service.list_jobs(conn, who)
+        ]
+
+
+@router.get("/jobs/{job_id}")
+def show_job(
+    job_id: str, events: bool = False, who: str = Depends(caller), rt: Runtime = Depends(runtime)
+) -> dict[str, Any]:
+    with rt.engine.connect() as conn:
+        return job_view(conn, service.get_job(conn, job_id, viewer=who), with_events=events)
+
+
+@router.post("/jobs/{job_id}/cancel")
+def cancel_job(
+    job_id: str, who: str = Depends(caller), rt: Runtime = Depends(runtime)
+) -> dict[str, Any]:
+    with rt.engine.begin() as conn:
+        service.cancel_job(conn, who, job_id, rt.clock())
+    with rt.engine.connect() as conn:
+        return job_view(conn, service.get_job(conn, job_id))
+
+
+@router.get("/jobs/{job_id}/outputs/{name}")
+def job_output(
+    job_id: str, name: str, who: str = Depends(caller), rt: Runtime = Depends(runtime)
+) -> FileResponse:
+    with rt.engine.connect() as conn:
+        job = service.get_job(conn, job_id, viewer=who)
+    for out in job.outputs or []:
+        if out["name"] == name:
+            return FileResponse(rt.blobs.open_path(out["sha256"]), filename=name)
+    raise NotFound(f"job {job_id} has no output {name!r}", hint="See `gpudepin jobs show ID`.")
+
+
+@router.get("/jobs/{job_id}/tasks/{task_id}/result")
+def task_result(
+    job_id: str, task_id: str, who: str = Depends(caller), rt: Runtime = Depends(runtime)
+) -> FileResponse:
+    with rt.engine.connect() as conn:
+        service.get_job(conn, job_id, viewer=who)
+        task = service.get_task(conn, task_id)
+    if task.job_id != job_id or task.state != "accepted":
+        raise NotFound(f"task {task_id} has no accepted result")
+    return FileResponse(rt.blobs.open_path(task.result_sha256), filename=f"{task_id}.result")
+
+
+# ---- providers ------------------------------------------------------------------------
+
+
+@router.get("/providers")
+def list_providers(rt: Runtime = Depends(runtime)) -> list[dict[str, Any]]:
+    now = rt.clock()
+    with rt.engine.connect() as conn:
+        done = service.provider_task_counts(conn)
+        return [
+            {
+                "address": p.address,
+                "name": p.name,
+                "region": p.region,
+                "operator": p.operator,
+                "gpu_class": p.gpu_class,
+                "hardware": p.hardware,
+                "last_seen": p.last_seen,
+                "online": now - p.last_seen < rt.settings.assignment_ttl_s,
+                "tasks_done": done.get(p.address, 0),
+            }
+            for p in service.list_providers(conn)
+        ]
+
+
+@router.post("/providers/register")
+def register(
+    body: schemas.RegisterIn, who: str = Depends(caller), rt: Runtime = Depends(runtime)
+) -> dict[str, Any]:
+    with rt.engine.begin() as conn:
+        service.register_provider(
+            conn,
+            who,
+            body.name,
+            body.region,
+            body.operator,
+            body.hardware,
+            body.agent_version,
+            rt.clock(),
+        )
+    return {"address": who, "registered": True, "assignment_ttl_s": rt.settings.assignment_ttl_s}
+
+
+@router.post("/providers/heartbeat")
+def heartbeat(who: str = Depends(caller), rt: Runtime = Depends(runtime)) -> dict[str, Any]:
+    with rt.engine.begin() as conn:
+        held = service.heartbeat(conn, who, rt.clock(), rt.settings.assignment_ttl_s)
+    return {"ok": True, "tasks_held": held}
+
+
+@router.post("/providers/poll")
+def poll(
+    wait: float = 0.0, who: str = Depends(caller), rt: Runtime = Depends(runtime)
+) -> dict[str, Any]:
+    """Long-poll for a task: returns at once with one, or after ``wait`` seconds with none."""
+    with rt.engine.connect() as conn:
+        service.require_provider(conn, who)
+    deadline = rt.clock() + max(0.0, min(wait, rt.settings.long_poll_s))
+    while True:
+        with rt.engine.begin() as conn:
+            claimed = service.claim_task(conn, who, rt.clock(), rt.settings.assignment_ttl_s)
+        if claimed is not None:
+            task, job = claimed
+            return {
+                "task": {
+                    "id": task.id,
+                    "job_id": job.id,
+                    "kind": job.kind,
+                    "label": task.label,
+                    "job_spec": job.spec,
+                    "task_spec": task.spec,
+                    "inputs": job.inputs,
+                    "deadline": task.deadline,
+                }
+            }
+        remaining = deadline - rt.clock()
+        if remaining <= 0:
+            return {"task": None}
+        with rt.work_ready:
+            rt.work_ready.wait(timeout=min(remaining, 0.5))
+
+
+@router.get("/tasks/{task_id}/inputs/{name}")
+def task_input(
+    task_id: str, name: str, who: str = Depends(caller), rt: Runtime = Depends(runtime)
+) -> FileResponse:
+    with rt.engine.connect() as conn:
+        task = service.require_assigned(conn, task_id, who)
+        job = service.get_job(conn, task.job_id)
+    sha = job.inputs.get(name)
+    if sha is None:
+        raise NotFound(f"task {task_id} has no input {name!r}")
+    return FileResponse(rt.blobs.open_path(sha), filename=name)
+
+
+@router.post("/tasks/{task_id}/result")
+def submit_result(
+    task_id: str, body: schemas.ResultIn, who: str = Depends(caller), rt: Runtime = Depends(runtime)
+) -> dict[str, Any]:
+    sha = check_sha256(body.sha256)
+    if recover_signer(result_message(task_id, sha), body.signature) != who:
+        raise Forbidden("the result's signature is not yours", hint="Sign with the agent's key.")
+    with rt.engine.connect() as conn:
+        task = service.require_assigned(conn, task_id, who)
+        job = service.get_job(conn, task.job_id)
+        _owned_blob(conn, sha, who)
+    rejection = _check_result(job, task, rt.blobs.open_path(sha))
+    with rt.engine.begin() as conn:
+        state = service.submit_result(
+            conn,
+            provider=who,
+            task_id=task_id,
+            sha256=sha,
+            signature=body.signature,
+            meta=body.meta,
+            rejection=rejection,
+            fee_bps=rt.settings.fee_bps,
+            now=rt.clock(),
+        )
+    if state != "accepted":
+        rt.notify_work()
+    return {"task_id": task_id, "state": state, "reason": rejection}
+
+
+@router.post("/tasks/{task_id}/fail")
+def fail_task(
+    task_id: str, body: schemas.FailIn, who: str = Depends(caller), rt: Runtime = Depends(runtime)
+) -> dict[str, Any]:
+    """A provider gives a task back because it could not run it; the task is retried."""
+    with rt.engine.begin() as conn:
+        state = service.give_back(conn, who, task_id, body.reason, rt.clock())
+    rt.notify_work()
+    return {"task_id": task_id, "state": state}
+
+
+def _check_result(job: Any, task: Any, path: Path) -> str | None:
+    """The workload's own sanity check of a result (the verification issue goes further)."""
+    check = getattr(registry.get(job.kind), "check_result", None)
+    if check is None:
+        return None
+    reason: str | None = check(job.spec, task.spec, path)
+    return reason
+
+
+# ---- wallet and ledger ----------------------------------------------------------------
+
+
+def _wallet_view(conn: Any, who: str) -> dict[str, Any]:
+    return {"address": who, **{k: format_amount(v) for k, v in service.wallet(conn, who).items()}}
+
+
+@router.get("/wallet")
+def wallet(who: str = Depends(caller), rt: Runtime = Depends(runtime)) -> dict[str, Any]:
+    with rt.engine.connect() as conn:
+        return _wallet_view(conn, who)
+
+
+@router.post("/wallet/faucet")
+def faucet(
+    body: schemas.AmountIn, who: str = Depends(caller), rt: Runtime = Depends(runtime)
+) -> dict[str, Any]:
+    if not rt.settings.faucet:
+        raise Forbidden("this network has no faucet", hint="Deposit real tokens on chain.")
+    amount = parse_amount(body.amount)
+    if amount > parse_amount("1000000"):
+        raise InvalidInput("the faucet gives at most 1,000,000 test tokens at a time")
+    with rt.engine.begin() as conn:
+        service.faucet(conn, who, amount, rt.clock())
+        return _wallet_view(conn, who)
+
+
+@router.post("/wallet/withdraw")
+def withdraw(
+    body: schemas.WithdrawIn, who: str = Depends(caller), rt: Runtime = Depends(runtime)
+) -> dict[str, Any]:
+    with rt.engine.begin() as conn:
+        service.withdraw(conn, who, body.source, parse_amount(body.amount), rt.clock())
+        return _wallet_view(conn, who)
+
+
+@router.get("/ledger/summary")
+def ledger_summary(rt: Runtime = Depends(runtime)) -> dict[str, Any]:
+    with rt.engine.connect() as conn:
+        s = service.ledger_summary(conn)
+    return {
+        "totals": {k: format_amount(v) for k, v in s["totals"].items()},
+        "balanced": not s["problems"],
+        "problems": s["problems"],
+    }
+
+
+@router.get("/ledger/balances")
+def ledger_balances(rt: Runtime = Depends(runtime)) -> dict[str, str]:
+    """Every account's balance in base units, for audits (the ledger is public)."""
+    with rt.engine.connect() as conn:
+        return {k: str(v) for k, v in store.all_balances(conn).items()}

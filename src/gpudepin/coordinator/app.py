@@ -1,0 +1,116 @@
+"""The FastAPI application factory: wires settings, database, blob store and loops."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy import Engine
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from gpudepin import __version__
+from gpudepin.coordinator.blobs import BlobStore
+from gpudepin.coordinator.db import make_engine, migrate
+from gpudepin.core.errors import GpudepinError
+from gpudepin.settings import CoordinatorSettings
+
+log = logging.getLogger("gpudepin.coordinator")
+
+
+@dataclass
+class Runtime:
+    """What every request handler and loop shares; built once per app."""
+
+    settings: CoordinatorSettings
+    engine: Engine
+    blobs: BlobStore
+    clock: Callable[[], float] = time.time
+    # wakes long-polling agents when work appears (same process; other processes poll)
+    work_ready: threading.Condition = field(default_factory=threading.Condition)
+
+    def notify_work(self) -> None:
+        with self.work_ready:
+            self.work_ready.notify_all()
+
+
+def _error(status: int, code: str, message: str, hint: str) -> JSONResponse:
+    return JSONResponse(
+        status_code=status, content={"error": {"code": code, "message": message, "hint": hint}}
+    )
+
+
+def create_app(
+    settings: CoordinatorSettings, *, run_loops: bool = True, clock: Callable[[], float] = time.time
+) -> FastAPI:
+    """Build the coordinator. ``run_loops=False`` leaves background work to the caller."""
+    from gpudepin.coordinator import api, loops
+
+    engine = make_engine(settings.database_url)
+    migrate(engine)
+    rt = Runtime(settings, engine, BlobStore(settings.blob_dir, settings.max_upload_bytes), clock)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        stop = threading.Event()
+        worker = None
+        if run_loops:
+            worker = threading.Thread(
+                target=loops.run_forever, args=(rt, stop), name="gpudepin-loops", daemon=True
+            )
+            worker.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            rt.notify_work()
+            if worker is not None:
+                worker.join(timeout=10)
+            engine.dispose()
+
+    app = FastAPI(
+        title="gpudepin coordinator",
+        version=__version__,
+        lifespan=lifespan,
+        description="Buyers submit work, providers take it, the ledger pays verified work.",
+    )
+    app.state.rt = rt
+
+    @app.exception_handler(GpudepinError)
+    async def _domain_error(_: Request, exc: GpudepinError) -> JSONResponse:
+        return JSONResponse(status_code=exc.status, content=exc.to_dict())
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        return _error(
+            422,
+            "invalid_input",
+            f"{where or 'request'}: {first.get('msg', 'invalid')}",
+            "See the API schema at /docs.",
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return _error(exc.status_code, code, str(exc.detail), "See the API schema at /docs.")
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error", exc_info=exc)
+        return _error(
+            500,
+            "internal",
+            "the coordinator hit an unexpected error",
+            "It is logged on the coordinator; try again.",
+        )
+
+    app.include_router(api.router)
+    return app

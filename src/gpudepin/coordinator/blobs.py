@@ -1,0 +1,92 @@
+"""A content-addressed blob store on the filesystem: files named by their sha256."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+from gpudepin.core.errors import InvalidInput, NotFound, PayloadTooLarge
+
+
+def check_sha256(sha: str) -> str:
+    s = sha.lower()
+    if len(s) != 64 or any(c not in "0123456789abcdef" for c in s):
+        raise InvalidInput(f"not a sha256 digest: {sha!r}")
+    return s
+
+
+class BlobStore:
+    """Blobs under ``root/ab/abcdef…``; writes are atomic (temp file, then rename)."""
+
+    def __init__(self, root: Path, max_bytes: int) -> None:
+        self.root = root
+        self.max_bytes = max_bytes
+        root.mkdir(parents=True, exist_ok=True)
+
+    def path(self, sha: str) -> Path:
+        s = check_sha256(sha)
+        return self.root / s[:2] / s
+
+    def exists(self, sha: str) -> bool:
+        return self.path(sha).exists()
+
+    def open_path(self, sha: str) -> Path:
+        p = self.path(sha)
+        if not p.exists():
+            raise NotFound(f"no blob {sha}", hint="Upload it first.")
+        return p
+
+    def writer(self) -> BlobWriter:
+        return BlobWriter(self)
+
+    def put_stream(self, chunks: Iterable[bytes]) -> tuple[str, int]:
+        """Store a stream, refusing it as soon as it passes the size limit."""
+        w = self.writer()
+        try:
+            for chunk in chunks:
+                w.write(chunk)
+        except BaseException:
+            w.abort()
+            raise
+        return w.commit()
+
+    def put_file(self, path: Path) -> tuple[str, int]:
+        with path.open("rb") as fh:
+            return self.put_stream(iter(lambda: fh.read(1 << 20), b""))
+
+
+class BlobWriter:
+    """An upload in progress: hashed and size-checked chunk by chunk, atomic on commit."""
+
+    def __init__(self, store: BlobStore) -> None:
+        self.store = store
+        self.digest = hashlib.sha256()
+        self.size = 0
+        fd, tmp = tempfile.mkstemp(dir=store.root, prefix=".upload-")
+        self.tmp = Path(tmp)
+        self.fh = os.fdopen(fd, "wb")
+
+    def write(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.size > self.store.max_bytes:
+            self.abort()
+            raise PayloadTooLarge(
+                f"upload is larger than the limit of {self.store.max_bytes} bytes"
+            )
+        self.digest.update(chunk)
+        self.fh.write(chunk)
+
+    def abort(self) -> None:
+        self.fh.close()
+        self.tmp.unlink(missing_ok=True)
+
+    def commit(self) -> tuple[str, int]:
+        self.fh.close()
+        sha = self.digest.hexdigest()
+        dest = self.store.path(sha)
+        dest.parent.mkdir(exist_ok=True)
+        os.replace(self.tmp, dest)
+        return sha, self.size

@@ -1,0 +1,195 @@
+"""Tables, engines and migrations. SQLite (WAL) by default, PostgreSQL by URL.
+
+Amounts of money are stored as decimal strings: 18-decimal base units overflow 64-bit
+integers, and SQLite's NUMERIC would silently turn them into floats.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Engine,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+)
+from sqlalchemy.types import TypeDecorator
+
+metadata = MetaData()
+
+
+class Amount(TypeDecorator[int]):
+    """An arbitrary-size integer stored as text."""
+
+    impl = String(80)
+    cache_ok = True
+
+    def process_bind_param(self, value: int | None, dialect: Any) -> str | None:
+        return None if value is None else str(int(value))
+
+    def process_result_value(self, value: str | None, dialect: Any) -> int | None:
+        return None if value is None else int(value)
+
+
+auth_nonces = Table(
+    "auth_nonces",
+    metadata,
+    Column("nonce", String(64), primary_key=True),
+    Column("address", String(42), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("used", Boolean, nullable=False, default=False),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("address", String(42), nullable=False),
+    Column("expires_at", Float, nullable=False),
+)
+
+providers = Table(
+    "providers",
+    metadata,
+    Column("address", String(42), primary_key=True),
+    Column("name", String(100), nullable=False),
+    Column("region", String(40), nullable=False),
+    Column("operator", String(100), nullable=False),
+    Column("gpu_class", String(40), nullable=False),
+    Column("hardware", JSON, nullable=False),
+    Column("registered_at", Float, nullable=False),
+    Column("last_seen", Float, nullable=False),
+    Column("agent_version", String(20), nullable=False, default=""),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("buyer", String(42), nullable=False, index=True),
+    Column("kind", String(20), nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("spec", JSON, nullable=False),
+    Column("inputs", JSON, nullable=False),
+    Column("price_per_task", Amount, nullable=False),
+    Column("escrow", Amount, nullable=False),
+    Column("max_attempts", Integer, nullable=False),
+    Column("reason", Text, nullable=True),
+    Column("outputs", JSON, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("job_id", String(32), nullable=False, index=True),
+    Column("idx", Integer, nullable=False),
+    Column("label", String(100), nullable=False),
+    Column("spec", JSON, nullable=False),
+    Column("price", Amount, nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("provider", String(42), nullable=True),
+    Column("assigned_at", Float, nullable=True),
+    Column("deadline", Float, nullable=True),
+    Column("result_sha256", String(64), nullable=True),
+    Column("result_meta", JSON, nullable=True),
+    Column("signature", String(140), nullable=True),
+    Column("updated_at", Float, nullable=False),
+    Index("ix_tasks_state_deadline", "state", "deadline"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False),
+    Column("job_id", String(32), nullable=True, index=True),
+    Column("task_id", String(40), nullable=True),
+    Column("actor", String(42), nullable=True),
+    Column("kind", String(40), nullable=False),
+    Column("detail", JSON, nullable=False),
+)
+
+ledger_entries = Table(
+    "ledger_entries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("txn_id", String(32), nullable=False, index=True),
+    Column("at", Float, nullable=False),
+    Column("kind", String(40), nullable=False),
+    Column("ref", String(80), nullable=False),
+    Column("memo", Text, nullable=False),
+    Column("account", String(120), nullable=False, index=True),
+    Column("amount", Amount, nullable=False),
+)
+
+balances = Table(
+    "balances",
+    metadata,
+    Column("account", String(120), primary_key=True),
+    Column("amount", Amount, nullable=False),
+)
+
+blobs = Table(
+    "blobs",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    # one row per uploader: a buyer may only use blobs it uploaded itself
+    Column("uploader", String(42), primary_key=True),
+    Column("size", Integer, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite gets WAL, a busy timeout and foreign keys."""
+    if url.startswith("sqlite"):
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=20
+        )
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            # isolation_level None lets us issue BEGIN IMMEDIATE ourselves (see begin())
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn: Any) -> None:
+            # take the write lock at the start so read-then-write never deadlocks
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    return create_engine(url, pool_size=20, max_overflow=20, pool_pre_ping=True)
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest Alembic revision."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    cfg.attributes["connection_engine"] = engine
+    command.upgrade(cfg, "head")

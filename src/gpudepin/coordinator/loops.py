@@ -1,0 +1,67 @@
+"""Background work of the coordinator: expire silent agents' tasks, merge finished jobs."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import tempfile
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from gpudepin.coordinator import service
+from gpudepin.core.errors import GpudepinError
+from gpudepin.workloads import registry
+from gpudepin.workloads.base import TaskPlan
+
+if TYPE_CHECKING:
+    from gpudepin.coordinator.app import Runtime
+
+log = logging.getLogger("gpudepin.loops")
+
+
+def tick(rt: Runtime) -> None:
+    """One pass of every periodic duty; safe to run from several coordinators at once."""
+    now = rt.clock()
+    with rt.engine.begin() as conn:
+        if service.expire_assignments(conn, now):
+            rt.notify_work()
+    with rt.engine.connect() as conn:
+        ready = service.jobs_ready_to_merge(conn)
+    for job_id in ready:
+        finish_job(rt, job_id)
+
+
+def finish_job(rt: Runtime, job_id: str) -> None:
+    """Merge a job's accepted results into its outputs and complete it."""
+    with rt.engine.connect() as conn:
+        job = service.get_job(conn, job_id)
+        tasks = service.job_tasks(conn, job_id)
+    try:
+        workload = registry.get(job.kind)
+        with tempfile.TemporaryDirectory(dir=rt.blobs.root) as tmp:
+            results = [
+                (TaskPlan(t.label, t.spec), rt.blobs.open_path(t.result_sha256)) for t in tasks
+            ]
+            files = workload.merge(job.spec, results, Path(tmp))
+            outputs = []
+            for f in files:
+                sha, size = rt.blobs.put_file(f)
+                outputs.append({"name": f.name, "sha256": sha, "size": size})
+    except (GpudepinError, OSError, RuntimeError) as exc:
+        log.warning("merging job %s failed: %s", job_id, exc)
+        with rt.engine.begin() as conn:
+            service.fail_job(conn, job_id, f"merging outputs failed: {exc}", rt.clock())
+        return
+    # another coordinator may have completed it first
+    with rt.engine.begin() as conn, contextlib.suppress(GpudepinError):
+        service.complete_job(conn, job_id, outputs, rt.clock())
+
+
+def run_forever(rt: Runtime, stop: threading.Event) -> None:
+    while not stop.is_set():
+        try:
+            tick(rt)
+        except Exception:  # the loop must outlive a bad pass (a DB restart, say)
+            log.exception("background pass failed")
+        stop.wait(rt.settings.loop_interval_s)

@@ -1,0 +1,51 @@
+"""HTTP payloads of API v1. New fields always get defaults."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class ChallengeIn(BaseModel):
+    address: str
+
+
+class LoginIn(BaseModel):
+    message: str = Field(max_length=2000)
+    signature: str = Field(max_length=200)
+
+
+class JobIn(BaseModel):
+    kind: str = Field(description="render, infer or train")
+    params: dict[str, Any] = Field(default_factory=dict)
+    inputs: dict[str, str] = Field(description="input name -> sha256 of an uploaded blob")
+    price_per_task: str = Field(description="tokens offered per task unit (a frame for render)")
+    max_attempts: int = Field(default=3, ge=1, le=20)
+
+
+class RegisterIn(BaseModel):
+    name: str = Field(min_length=1, max_length=100)
+    region: str = Field(default="local", min_length=1, max_length=40)
+    operator: str = Field(default="", max_length=100)
+    hardware: dict[str, Any]
+    agent_version: str = ""
+
+
+class ResultIn(BaseModel):
+    sha256: str
+    signature: str = Field(max_length=200)
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+
+class AmountIn(BaseModel):
+    amount: str
+
+
+class WithdrawIn(BaseModel):
+    amount: str
+    source: str = "available"
+
+
+class FailIn(BaseModel):
+    reason: str = Field(max_length=1000)

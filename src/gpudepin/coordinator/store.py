@@ -1,0 +1,86 @@
+"""SQL adapters: the ledger's balances and journal, and the event log."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, update
+
+from gpudepin.coordinator import db
+from gpudepin.core.errors import InsufficientFunds
+from gpudepin.core.ledger import WORLD, Transaction
+
+
+def lock_balances(conn: Connection, accounts: Iterable[str]) -> dict[str, int]:
+    """Current balances of ``accounts``, row-locked on PostgreSQL until commit."""
+    names = sorted(set(accounts))
+    q = select(db.balances).where(db.balances.c.account.in_(names))
+    if conn.dialect.name == "postgresql":
+        q = q.with_for_update()
+    return {r.account: r.amount for r in conn.execute(q)}
+
+
+def all_balances(conn: Connection) -> dict[str, int]:
+    return {r.account: r.amount for r in conn.execute(select(db.balances))}
+
+
+def apply(conn: Connection, txn: Transaction | None, now: float) -> None:
+    """Write a balanced transaction: journal rows plus updated balances, atomically."""
+    if txn is None:
+        return
+    current = lock_balances(conn, (p.account for p in txn.postings))
+    new = dict(current)
+    for p in txn.postings:
+        new[p.account] = new.get(p.account, 0) + p.amount
+        if p.account != WORLD and new[p.account] < 0:
+            raise InsufficientFunds(f"{p.account} would go negative")
+    txn_id = uuid.uuid4().hex
+    conn.execute(
+        insert(db.ledger_entries),
+        [
+            {
+                "txn_id": txn_id,
+                "at": now,
+                "kind": txn.kind,
+                "ref": txn.ref,
+                "memo": txn.memo,
+                "account": p.account,
+                "amount": p.amount,
+            }
+            for p in txn.postings
+        ],
+    )
+    for account, amount in new.items():
+        if account in current:
+            conn.execute(
+                update(db.balances).where(db.balances.c.account == account).values(amount=amount)
+            )
+        else:
+            conn.execute(insert(db.balances).values(account=account, amount=amount))
+
+
+def balances_for(conn: Connection, accounts: Iterable[str]) -> dict[str, int]:
+    names = list(accounts)
+    rows = conn.execute(select(db.balances).where(db.balances.c.account.in_(names)))
+    found = {r.account: r.amount for r in rows}
+    return {a: found.get(a, 0) for a in names}
+
+
+def record(
+    conn: Connection,
+    now: float,
+    kind: str,
+    *,
+    job_id: str | None = None,
+    task_id: str | None = None,
+    actor: str | None = None,
+    **detail: Any,
+) -> None:
+    """Append to the event log (the audit trail people and disputes read)."""
+    conn.execute(
+        insert(db.events).values(
+            at=now, job_id=job_id, task_id=task_id, actor=actor, kind=kind, detail=detail
+        )
+    )

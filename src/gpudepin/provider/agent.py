@@ -1,0 +1,212 @@
+"""The provider agent's daemon loop."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gpudepin import __version__
+from gpudepin.client import Client
+from gpudepin.core.errors import Forbidden, GpudepinError, Unavailable
+
+log = logging.getLogger("gpudepin.agent")
+
+
+@dataclass
+class AgentConfig:
+    name: str
+    region: str = "local"
+    operator: str = ""
+    threads: int = 1
+    task_timeout_s: float = 3600.0
+    long_poll_s: float = 10.0
+    heartbeat_s: float = 3.0
+    max_tasks: int | None = None  # stop after this many (tests, benchmarks)
+
+
+class Agent:
+    """Registers, heartbeats and runs tasks until stopped."""
+
+    def __init__(
+        self, client: Client, config: AgentConfig, hardware: dict[str, Any], workdir: Path
+    ) -> None:
+        self.client = client
+        self.config = config
+        self.hardware = hardware
+        self.workdir = workdir
+        self.cache = workdir / "cache"
+        self.cache.mkdir(parents=True, exist_ok=True)
+        self.stop = threading.Event()
+        self._child: subprocess.Popen[str] | None = None
+        self.done = 0
+
+    # retry forever with capped exponential backoff: the coordinator may be restarting
+    def _retry(self, what: str, fn: Any, *args: Any) -> Any:
+        delay = 0.2
+        while not self.stop.is_set():
+            try:
+                return fn(*args)
+            except Unavailable:
+                log.info("%s: coordinator unreachable, retrying in %.1fs", what, delay)
+                self.stop.wait(delay)
+                delay = min(delay * 2, 3.0) * random.uniform(0.8, 1.2)
+        return None
+
+    def register(self) -> None:
+        c = self.config
+        self._retry(
+            "register",
+            self.client.register_provider,
+            c.name,
+            c.region,
+            c.operator,
+            self.hardware,
+            __version__,
+        )
+        log.info(
+            "registered %s as %s (%s)", c.name, self.client.address, self.hardware["gpu_class"]
+        )
+
+    def _heartbeats(self) -> None:
+        while not self.stop.wait(self.config.heartbeat_s):
+            try:
+                self.client.heartbeat()
+            except Forbidden:
+                self._retry("re-register", self.register)
+            except GpudepinError as exc:
+                log.info("heartbeat failed: %s", exc)
+
+    def run(self) -> None:
+        self.register()
+        beat = threading.Thread(target=self._heartbeats, name="heartbeat", daemon=True)
+        beat.start()
+        while not self.stop.is_set():
+            task = self._retry("poll", self.client.poll, self.config.long_poll_s)
+            if task:
+                self._run_task(task)
+                self.done += 1
+                if self.config.max_tasks is not None and self.done >= self.config.max_tasks:
+                    break
+        self.stop.set()
+        beat.join(timeout=5)
+
+    def shutdown(self) -> None:
+        self.stop.set()
+        child = self._child
+        if child is not None and child.poll() is None:
+            child.terminate()
+
+    def _fetch_inputs(self, task: dict[str, Any]) -> dict[str, Path]:
+        paths = {}
+        for name, sha in task["inputs"].items():
+            dest = self.cache / sha
+            if not dest.exists():
+                self._retry("download", self.client.download_input, task["id"], name, dest)
+            paths[name] = dest
+        return paths
+
+    def _run_task(self, task: dict[str, Any]) -> None:
+        log.info("task %s (%s %s)", task["id"], task["kind"], task["label"])
+        try:
+            inputs = self._fetch_inputs(task)
+        except GpudepinError as exc:
+            log.warning("task %s: cannot fetch inputs: %s", task["id"], exc)
+            return
+        with tempfile.TemporaryDirectory(dir=self.workdir, prefix="task-") as tmp:
+            work = Path(tmp)
+            (work / "job.json").write_text(json.dumps(task["job_spec"]))
+            (work / "task.json").write_text(json.dumps(task["task_spec"]))
+            cmd = [
+                sys.executable,
+                "-m",
+                "gpudepin.workloads.runner",
+                "--kind",
+                task["kind"],
+                "--spec",
+                str(work / "job.json"),
+                "--task",
+                str(work / "task.json"),
+                "--workdir",
+                str(work / "out"),
+                "--device",
+                self.hardware.get("device", "cpu"),
+                "--threads",
+                str(self.config.threads),
+            ]
+            for name, path in inputs.items():
+                cmd += ["--input", f"{name}={path}"]
+            started = time.monotonic()
+            outcome = self._execute(cmd)
+            seconds = time.monotonic() - started
+            if "result" not in outcome:
+                reason = outcome.get("error", "the task failed")
+                log.warning("task %s failed: %s", task["id"], reason)
+                self._retry("report failure", self._report_failure, task["id"], reason)
+                return
+            meta = {
+                "seconds": round(seconds, 3),
+                "gpu_class": self.hardware["gpu_class"],
+                "device": self.hardware.get("device", "cpu"),
+                "engine_seconds": outcome.get("seconds"),
+            }
+            try:
+                out = self._retry(
+                    "submit", self.client.submit_result, task["id"], Path(outcome["result"]), meta
+                )
+            except Forbidden as exc:
+                # the assignment expired meanwhile: the task went to someone else
+                log.warning("task %s: result refused: %s", task["id"], exc)
+                return
+            if out:
+                log.info("task %s %s", task["id"], out["state"])
+
+    def _report_failure(self, task_id: str, reason: str) -> None:
+        with contextlib.suppress(Forbidden):
+            self.client.fail_task(task_id, reason)
+
+    def _execute(self, cmd: list[str]) -> dict[str, Any]:
+        """Run the workload runner; a timeout or crash becomes an error outcome."""
+        self._child = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        try:
+            out, err = self._child.communicate(timeout=self.config.task_timeout_s)
+        except subprocess.TimeoutExpired:
+            self._child.kill()
+            self._child.communicate()
+            return {"error": f"timed out after {self.config.task_timeout_s:.0f}s"}
+        finally:
+            code = self._child.returncode
+            self._child = None
+        for line in reversed(out.strip().splitlines()):
+            try:
+                parsed: dict[str, Any] = json.loads(line)
+                return parsed
+            except json.JSONDecodeError:
+                continue
+        tail = err.strip().splitlines()[-1:] or [f"exit code {code}"]
+        return {"error": f"runner produced no result: {tail[0]}"}
+
+
+def run_agent(client: Client, config: AgentConfig, hardware: dict[str, Any], workdir: Path) -> int:
+    """Run until SIGINT/SIGTERM (or ``max_tasks``); returns the number of tasks done."""
+    agent = Agent(client, config, hardware, workdir)
+
+    def _stop(signum: int, _frame: object) -> None:
+        agent.shutdown()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    agent.run()
+    return agent.done

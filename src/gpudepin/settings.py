@@ -1,0 +1,41 @@
+"""Settings, built once in ``main`` and passed down (never looked up globally).
+
+The home folder is ``--home``, else ``GPUDEPIN_HOME``, else ``~/.gpudepin``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+
+def resolve_home(home: Path | str | None = None) -> Path:
+    """The home folder every command uses; created on first use with mode 0700."""
+    raw = home or os.environ.get("GPUDEPIN_HOME") or Path.home() / ".gpudepin"
+    path = Path(raw).expanduser().resolve()
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return path
+
+
+class CoordinatorSettings(BaseModel):
+    home: Path
+    db_url: str | None = None  # None: SQLite in the home folder
+    host: str = "127.0.0.1"
+    port: int = 8470
+    max_upload_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
+    assignment_ttl_s: float = Field(default=20.0, gt=0)  # silent agents lose tasks after this
+    long_poll_s: float = Field(default=10.0, ge=0)
+    fee_bps: int = Field(default=500, ge=0, le=10_000)  # 5% protocol take rate
+    faucet: bool = True  # only on a local network: credits test tokens
+    session_ttl_s: int = 24 * 3600
+    loop_interval_s: float = 1.0
+
+    @property
+    def database_url(self) -> str:
+        return self.db_url or f"sqlite:///{self.home / 'coordinator.db'}"
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.home / "blobs"
