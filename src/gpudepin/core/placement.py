@@ -196,18 +196,25 @@ def screen(
 
 
 def spread(
-    candidates: Sequence[ProviderProfile], n: int, rng: random.Random | None = None
+    candidates: Sequence[ProviderProfile],
+    n: int,
+    rng: random.Random | None = None,
+    placed: Iterable[ProviderProfile] = (),
 ) -> list[ProviderProfile]:
     """Pick ``n`` distinct providers, spreading them over operators, then regions.
 
     Greedy: each pick is the candidate whose operator, then region, already holds the
     fewest picks, then the best 30-day uptime. That keeps the largest share held by any
-    one operator as small as the pool allows. ``rng`` breaks the remaining ties (so load
-    spreads across equal providers); without it ties go by address, deterministically.
+    one operator as small as the pool allows. ``placed`` are holders already in place
+    (a repair adds to them): they count towards their operator and region and are never
+    picked again. ``rng`` breaks the remaining ties (so load spreads across equal
+    providers); without it ties go by address, deterministically.
     """
     if n < 1:
         raise InvalidInput(f"need at least one replica, got {n}")
-    pool = list({p.address.lower(): p for p in candidates}.values())
+    held = list(placed)
+    taken = {p.address.lower() for p in held}
+    pool = [p for a, p in {p.address.lower(): p for p in candidates}.items() if a not in taken]
     if len(pool) < n:
         raise NoMatch(
             f"{n} replicas need {n} distinct providers; {len(pool)} eligible",
@@ -217,8 +224,8 @@ def spread(
     pool.sort(key=lambda p: p.address.lower())
     if rng is not None:
         rng.shuffle(pool)
-    by_operator: Counter[str] = Counter()
-    by_region: Counter[str] = Counter()
+    by_operator: Counter[str] = Counter(p.operator for p in held)
+    by_region: Counter[str] = Counter(p.region for p in held)
     picked: list[ProviderProfile] = []
     for _ in range(n):
         # min() keeps the first of equal keys, so the shuffle (or address order) breaks ties.
