@@ -217,7 +217,7 @@ def profit_chart(report: ProfitReport, path: str | Path) -> Path:
         ax.axhline(0, color="grey", linewidth=0.8)
         ax.axvline(report.utilization * 100, color="black", linestyle=":", linewidth=1)
         ax.annotate(
-            f"net ${report.net_usd_per_day:.2f}/day",
+            rf"net \${report.net_usd_per_day:.2f}/day",
             (report.utilization * 100, report.net_usd_per_day),
             textcoords="offset points",
             xytext=(6, 8),
@@ -225,8 +225,8 @@ def profit_chart(report: ProfitReport, path: str | Path) -> Path:
         ax.set_xlabel("utilization (% of hours rented)")
         ax.set_ylabel("USD per day")
         ax.set_title(
-            f"{report.gpu} at ${report.price_usd_per_hour:.2f}/h, fee {report.fee:.0%}, "
-            f"power ${report.electricity_usd_per_kwh:.2f}/kWh"
+            rf"{report.gpu} at \${report.price_usd_per_hour:.2f}/h, fee {report.fee:.0%}, "
+            rf"power \${report.electricity_usd_per_kwh:.2f}/kWh"
         )
         ax.legend()
         ax.grid(alpha=0.3)
