@@ -67,6 +67,8 @@ class OrderBook:
         # (kind, class) -> region -> bucket keys, so a match visits only allowed buckets
         self._index: dict[tuple[OrderKind, str], dict[str, list[BucketKey]]] = {}
         self._expiry: list[tuple[float, int, AskKey]] = []
+        # asks whose whole capacity awards took, so ``release`` can put them back
+        self._spent: dict[AskKey, Ask] = {}
         self._seq = 0
 
     def __len__(self) -> int:
@@ -82,6 +84,7 @@ class OrderBook:
         ask = replace(ask, provider=ask.provider.lower(), gpu_class=cls, region=ask.region.lower())
         key = (ask.provider, ask.kind, cls)
         self._drop(key)
+        self._spent.pop(key, None)
         if ask.capacity == 0:
             return
         bk: BucketKey = (ask.kind, cls, ask.tier, ask.region, ask.jurisdiction)
@@ -105,13 +108,18 @@ class OrderBook:
 
     def withdraw(self, provider: str, kind: OrderKind, gpu: str) -> None:
         """Take a provider's ask for ``gpu`` off the book (no-op if it has none)."""
-        self._drop((provider.lower(), kind, gpu.lower()))
+        key = (provider.lower(), kind, gpu.lower())
+        self._drop(key)
+        self._spent.pop(key, None)
 
     def release(self, provider: str, kind: OrderKind, gpu: str, capacity: int) -> None:
-        """Give back capacity an award took, when the work is done or the award lapsed."""
-        live = self._live.get((provider.lower(), kind, gpu.lower()))
-        if live is not None and capacity > 0:
-            self.post(replace(live.ask, capacity=live.ask.capacity + capacity))
+        """Give back capacity an award took, when the work is done or the award lapsed; a
+        no-op if the provider withdrew or replaced the ask meanwhile."""
+        key = (provider.lower(), kind, gpu.lower())
+        live = self._live.get(key)
+        ask = live.ask if live is not None else self._spent.get(key)
+        if ask is not None and capacity > 0:
+            self.post(replace(ask, capacity=ask.capacity + capacity))
 
     def get(self, provider: str, kind: OrderKind, gpu: str) -> Ask | None:
         live = self._live.get((provider.lower(), kind, gpu.lower()))
@@ -187,6 +195,8 @@ class OrderBook:
             ask = live.ask
             allocations.append(Allocation(ask.provider, take, ask.price, ask.gpu_class, ask.region))
             self.post(replace(ask, capacity=ask.capacity - take))
+            if take == ask.capacity:
+                self._spent[(ask.provider, ask.kind, ask.gpu_class)] = replace(ask, capacity=0)
         return Award(
             order.id,
             order.kind,
