@@ -158,16 +158,7 @@ def test_report_then_credit_from_stake_leaves_ledger_balanced() -> None:
     book = ledger.InMemoryLedger()
     book.apply(ledger.deposit(buyer, 500 * UNIT))
     book.apply(ledger.deposit(provider, 300 * UNIT))
-    # Staking is another helper's operation; move the provider's tokens by hand here.
-    book.apply(
-        ledger.Transaction(
-            "stake",
-            (
-                ledger.Posting(ledger.available_account(provider), -300 * UNIT),
-                ledger.Posting(ledger.stake_account(provider), 300 * UNIT),
-            ),
-        )
-    )
+    book.apply(ledger.stake(book.balances, provider, 300 * UNIT))
     hb = beats(0, 10 * HOUR, 10, skip=((HOUR, 2 * HOUR),))  # 1 h of 10 h down
     report = sla_report(hb, 0, 10 * HOUR, 30, fee_paid=100 * UNIT, terms=SlaTerms())
     assert report.breached and report.credit == 100 * UNIT  # 90% < 95%: the whole fee
@@ -184,5 +175,18 @@ def test_credit_larger_than_stake_takes_what_is_there() -> None:
     balances = {ledger.stake_account("0xp"): 5, ledger.WORLD: -5}
     txn = ledger.sla_credit_from_stake(balances, "0xP", "0xb", 8)
     assert txn is not None
-    assert txn.postings[1].amount == 5 and "of 8" in txn.memo
+    assert txn.postings[-1] == ledger.Posting(ledger.available_account("0xb"), 5)
+    assert "of 8" in txn.memo
     assert ledger.sla_credit_from_stake({}, "0xP", "0xb", 8) is None
+
+
+def test_unbonding_does_not_escape_a_credit() -> None:
+    book = ledger.InMemoryLedger()
+    book.apply(ledger.deposit("0xp", 100))
+    book.apply(ledger.stake(book.balances, "0xp", 100))
+    book.apply(ledger.unbond(book.balances, "0xp", 70))
+    book.apply(ledger.sla_credit_from_stake(book.balances, "0xp", "0xb", 50, "lease-2"))
+    assert book.balance(ledger.stake_account("0xp")) == 0
+    assert book.balance(ledger.unbonding_account("0xp")) == 50
+    assert book.balance(ledger.available_account("0xb")) == 50
+    assert ledger.imbalances(book.balances) == []

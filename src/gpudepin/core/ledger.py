@@ -177,18 +177,23 @@ def sla_credit_from_stake(
 ) -> Transaction | None:
     """Pay a buyer's SLA credit out of the provider's stake, with no claim to file.
 
-    The stake is the credit's only source, so a credit larger than the stake pays what the
-    stake holds and the memo records the shortfall; None when the stake is empty.
+    The credit comes from the bonded stake first, then from stake still unbonding (which
+    stays answerable, so unbonding cannot dodge a breach). A credit larger than both pays
+    what they hold and the memo records the shortfall; None when both are empty.
     """
     _positive(amount, "SLA credit")
-    src = stake_account(provider)
-    paid = min(amount, balances.get(src, 0))
+    legs: list[Posting] = []
+    paid = 0
+    for src in (stake_account(provider), unbonding_account(provider)):
+        take = min(amount - paid, balances.get(src, 0))
+        if take > 0:
+            legs.append(Posting(src, -take))
+            paid += take
     if paid <= 0:
         return None
+    legs.append(Posting(available_account(buyer), paid))
     memo = f"sla credit {paid}" if paid == amount else f"sla credit {paid} of {amount} owed"
-    return Transaction(
-        "sla_credit", (Posting(src, -paid), Posting(available_account(buyer), paid)), ref, memo
-    )
+    return Transaction("sla_credit", tuple(legs), ref, memo)
 
 
 # --- trust layer: stake, hold-back, slashing, auditor pay --------------------------
