@@ -295,7 +295,8 @@ def tokenomics_chart(run: TokenomicsRun, path: str | Path) -> Path:
             xs, [m.demand_usd / 1e6 for m in run.months], color="grey", alpha=0.5, label="demand"
         )
         ax_demand.set_ylabel("demand, M USD/month")
-        ax_price.legend(loc="upper left")
+        handles = ax_price.get_legend_handles_labels()[0] + ax_demand.get_legend_handles_labels()[0]
+        ax_price.legend(handles=handles, loc="upper left")
         ax_price.set_title(
             f"Burn-and-mint, {run.params.scenario.value} scenario, fee {run.params.fee:.0%}"
         )
@@ -308,7 +309,10 @@ def tokenomics_chart(run: TokenomicsRun, path: str | Path) -> Path:
             xs, [m.supply_end / 1e6 for m in run.months], color="black", alpha=0.6, label="supply"
         )
         ax_supply.set_ylabel("supply, M tokens")
-        ax_tokens.legend(loc="upper left")
+        handles = (
+            ax_tokens.get_legend_handles_labels()[0] + ax_supply.get_legend_handles_labels()[0]
+        )
+        ax_tokens.legend(handles=handles, loc="upper left")
 
         fees = [m.provider_income_from_fees_usd / 1e6 for m in run.months]
         emissions = [m.provider_income_from_emissions_usd / 1e6 for m in run.months]
