@@ -8,6 +8,7 @@ must not change what a frame looks like). Our own set-up code runs through
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import os
@@ -166,7 +167,18 @@ def marked_json(stdout: str) -> dict[str, Any] | None:
 
 
 def probe_scene(path: Path) -> dict[str, Any]:
-    """Open the scene in Blender and return its frame range, resolution and engine."""
+    """Open the scene in Blender and return its frame range, resolution and engine.
+
+    Answers are remembered per file version (path, size, modification time), so that
+    validating several parameter sets against one upload starts Blender once.
+    """
+    stat = path.stat()
+    return dict(_probe(str(path.resolve()), stat.st_size, stat.st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=64)
+def _probe(path_text: str, size: int, mtime_ns: int) -> dict[str, Any]:
+    path = Path(path_text)
     try:
         proc = run_blender(
             [str(path), "--python-exit-code", "1", "--python-expr", _PROBE_SCRIPT],

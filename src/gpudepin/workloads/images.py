@@ -41,7 +41,8 @@ def pixel_hash(path: Path) -> str:
 
 def is_blank(path: Path, min_std: float = BLANK_STD) -> bool:
     """True when the image is (nearly) one flat colour, i.e. shows nothing."""
-    return float(load_pixels(path).std()) < min_std
+    pixels = load_pixels(path).reshape(-1, 4)
+    return float(pixels.std(axis=0).max()) < min_std
 
 
 def psnr(a: Pixels, b: Pixels) -> float:
@@ -67,7 +68,7 @@ def write_box(path: Path, box: Box) -> None:
         img.load()
         meta = PngImagePlugin.PngInfo()
         meta.add_text(BOX_KEY, ",".join(str(v) for v in box))
-        img.save(path, pnginfo=meta)
+        img.save(path, format="PNG", pnginfo=meta)
 
 
 def crop(pixels: Pixels, box: Box) -> Pixels:
