@@ -222,7 +222,9 @@ class Client:
         return dict(self._send("POST", "/providers/heartbeat"))
 
     def poll(self, wait: float) -> dict[str, Any] | None:
-        out = self._send("POST", "/providers/poll", params={"wait": wait}, timeout=wait + 30)
+        # a long poll outlasts the default read timeout only when it actually waits
+        extra = {"timeout": wait + 30} if wait > 0 else {}
+        out = self._send("POST", "/providers/poll", params={"wait": wait}, **extra)
         task: dict[str, Any] | None = out.get("task")
         return task
 
