@@ -30,7 +30,6 @@ event RootPosted:
 event Claimed:
     account: indexed(address)
     amount: uint256
-    cumulative: uint256
 
 MAX_DEPTH: constant(uint256) = 32
 
@@ -115,5 +114,5 @@ def claim(account: address, cumulative: uint256, proof: DynArray[bytes32, MAX_DE
     # Effects before the transfer: a re-entered claim already sees the new total.
     self.claimed[account] = cumulative
     assert extcall token.transfer(account, owed), "transfer failed"
-    log Claimed(account=account, amount=owed, cumulative=cumulative)
+    log Claimed(account=account, amount=owed)
     return owed
