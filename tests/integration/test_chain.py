@@ -298,12 +298,14 @@ def test_a_restarted_node_keeps_its_state_and_the_client_reconnects(tmp_path: Pa
         c.faucet_mint(deployer, c.address_of(buyer), 100 * UNIT)
         c.deposit(buyer, 60 * UNIT)
         supply = c.total_supply()
+        seen = c.deposits_since(0)
     with pytest.raises(Unavailable, match="does not answer"):
         c.vault_balance()
     with AnvilNode(state, port=port):
         assert c.balance_of(c.address_of(buyer)) == 40 * UNIT
         assert c.vault_balance() == 60 * UNIT
         assert c.total_supply() == supply
+        assert c.deposits_since(0) == seen  # same keys after a restart: credited once
         assert ChainClient(c.rpc_url, addresses).vault_state().total_deposited == 60 * UNIT
         c.deposit(buyer, 10 * UNIT)
         assert c.vault_balance() == 70 * UNIT
