@@ -15,13 +15,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 from gpudepin.core.errors import InvalidInput
-from gpudepin.core.hardware import Tier, gpu_class
+from gpudepin.core.hardware import CATALOG, Tier, gpu_class
 from gpudepin.core.market import (
     Allocation,
     Ask,
     Award,
     Order,
     OrderKind,
+    Requirements,
     matching_classes,
     region_allowed,
     tier_allows,
@@ -30,13 +31,20 @@ from gpudepin.core.market import (
 BucketKey = tuple[OrderKind, str, Tier, str, str]  # kind, class, tier, region, jurisdiction
 AskKey = tuple[str, OrderKind, str]  # provider, kind, class
 _Entry = tuple[int, str, int]  # price, provider, seq
+_MAX_CACHED = 4096
 
 
-@dataclass(frozen=True)
 class _Live:
-    ask: Ask
-    seq: int
-    bucket: BucketKey
+    """A posted ask and its capacity left; capacity changes in place, without touching
+    the heap, because it does not change the ask's rank."""
+
+    __slots__ = ("ask", "bucket", "capacity", "seq")
+
+    def __init__(self, ask: Ask, seq: int, bucket: BucketKey) -> None:
+        self.ask = ask
+        self.seq = seq
+        self.bucket = bucket
+        self.capacity = ask.capacity
 
 
 class _Bucket:
@@ -69,6 +77,7 @@ class OrderBook:
         self._expiry: list[tuple[float, int, AskKey]] = []
         # asks whose whole capacity awards took, so ``release`` can put them back
         self._spent: dict[AskKey, Ask] = {}
+        self._matches: dict[tuple[OrderKind, Requirements], list[BucketKey]] = {}
         self._seq = 0
 
     def __len__(self) -> int:
@@ -80,31 +89,16 @@ class OrderBook:
             raise InvalidInput(f"price: must be positive, got {ask.price}", field="price")
         if ask.capacity < 0:
             raise InvalidInput(f"capacity: must not be negative, got {ask.capacity}")
-        cls = gpu_class(ask.gpu_class).name
-        ask = replace(ask, provider=ask.provider.lower(), gpu_class=cls, region=ask.region.lower())
+        cls = ask.gpu_class if ask.gpu_class in CATALOG else gpu_class(ask.gpu_class).name
+        if (ask.provider, cls, ask.region) != (ask.provider.lower(), cls, ask.region.lower()):
+            ask = replace(
+                ask, provider=ask.provider.lower(), gpu_class=cls, region=ask.region.lower()
+            )
         key = (ask.provider, ask.kind, cls)
         self._drop(key)
         self._spent.pop(key, None)
-        if ask.capacity == 0:
-            return
-        bk: BucketKey = (ask.kind, cls, ask.tier, ask.region, ask.jurisdiction)
-        bucket = self._buckets.get(bk)
-        if bucket is None:
-            bucket = self._buckets[bk] = _Bucket()
-            regions = self._index.setdefault((ask.kind, cls), {})
-            regions.setdefault(ask.region, []).append(bk)
-        self._seq += 1
-        self._live[key] = _Live(ask, self._seq, bk)
-        heapq.heappush(bucket.heap, (ask.price, ask.provider, self._seq))
-        heapq.heappush(self._expiry, (ask.valid_until, self._seq, key))
-        bucket.count += 1
-        bucket.capacity += ask.capacity
-        if len(bucket.heap) > 2 * bucket.count + 32:
-            bucket.heap = [e for e in bucket.heap if not self._stale(bk, e)]
-            heapq.heapify(bucket.heap)
-        if len(self._expiry) > 2 * len(self._live) + 32:
-            self._expiry = [e for e in self._expiry if self._is_current(e[2], e[1])]
-            heapq.heapify(self._expiry)
+        if ask.capacity > 0:
+            self._insert(key, ask)
 
     def withdraw(self, provider: str, kind: OrderKind, gpu: str) -> None:
         """Take a provider's ask for ``gpu`` off the book (no-op if it has none)."""
@@ -114,21 +108,29 @@ class OrderBook:
 
     def release(self, provider: str, kind: OrderKind, gpu: str, capacity: int) -> None:
         """Give back capacity an award took, when the work is done or the award lapsed; a
-        no-op if the provider withdrew or replaced the ask meanwhile."""
+        no-op if the provider withdrew or replaced the ask meanwhile. O(1), or O(log n)
+        when the ask had been used up."""
+        if capacity <= 0:
+            return
         key = (provider.lower(), kind, gpu.lower())
         live = self._live.get(key)
-        ask = live.ask if live is not None else self._spent.get(key)
-        if ask is not None and capacity > 0:
-            self.post(replace(ask, capacity=ask.capacity + capacity))
+        if live is not None:
+            live.capacity += capacity
+            self._buckets[live.bucket].capacity += capacity
+            return
+        spent = self._spent.pop(key, None)
+        if spent is not None:
+            self._insert(key, replace(spent, capacity=capacity))
 
     def get(self, provider: str, kind: OrderKind, gpu: str) -> Ask | None:
+        """The provider's ask with the capacity it has left, or None."""
         live = self._live.get((provider.lower(), kind, gpu.lower()))
-        return None if live is None else live.ask
+        return None if live is None else self._current(live)
 
     def asks(self, now: float) -> Iterator[Ask]:
         """Every live ask, sorted by provider (for quotes and explanations; O(n))."""
         for key in sorted(self._live):
-            ask = self._live[key].ask
+            ask = self._current(self._live[key])
             if ask.valid_until >= now:
                 yield ask
 
@@ -148,7 +150,7 @@ class OrderBook:
         for bk in self._index.get((kind, gpu.lower()), {}).get(region.lower(), ()):
             head = self._head(bk)
             if head is not None and (found is None or head[:2] < (found.price, found.provider)):
-                found = self._live[(head[1], kind, bk[1])].ask
+                found = self._current(self._live[(head[1], kind, bk[1])])
         return found
 
     def match_instant(
@@ -159,7 +161,8 @@ class OrderBook:
         A lease goes whole to one ask with enough GPUs. Returns None, and leaves the book
         as it was, when the asks cannot fill the order (or any of it, with
         ``allow_partial``): the order then goes to the auction."""
-        self.expire(now)
+        if self._expiry and self._expiry[0][0] < now:
+            self.expire(now)
         heads: list[tuple[int, str, int, BucketKey]] = []
         for bk in self._candidates(order):
             head = self._head(bk)
@@ -168,35 +171,35 @@ class OrderBook:
         heapq.heapify(heads)
         popped: list[tuple[BucketKey, _Entry]] = []
         taken: list[tuple[_Live, int]] = []
-        skipped: list[tuple[BucketKey, _Entry]] = []
         remaining = order.quantity
+        whole = order.quantity if order.kind is OrderKind.LEASE else 1
         while heads and remaining > 0 and heads[0][0] <= order.max_price:
             price, provider, seq, bk = heapq.heappop(heads)
             heapq.heappop(self._buckets[bk].heap)
             popped.append((bk, (price, provider, seq)))
             live = self._live[(provider, bk[0], bk[1])]
-            if order.kind is OrderKind.LEASE and live.ask.capacity < order.quantity:
-                skipped.append((bk, (price, provider, seq)))
-            else:
-                take = min(live.ask.capacity, remaining)
+            if live.capacity >= whole:
+                take = min(live.capacity, remaining)
                 taken.append((live, take))
                 remaining -= take
             head = self._head(bk)
             if head is not None:
                 heapq.heappush(heads, (*head, bk))
-        if not taken or (remaining > 0 and not allow_partial):
-            for bk, entry in popped:
-                heapq.heappush(self._buckets[bk].heap, entry)
-            return None
-        for bk, entry in skipped:
+        # every popped entry goes back; those of asks used up become stale and fall out
+        for bk, entry in popped:
             heapq.heappush(self._buckets[bk].heap, entry)
+        if not taken or (remaining > 0 and not allow_partial):
+            return None
         allocations = []
         for live, take in taken:
             ask = live.ask
             allocations.append(Allocation(ask.provider, take, ask.price, ask.gpu_class, ask.region))
-            self.post(replace(ask, capacity=ask.capacity - take))
-            if take == ask.capacity:
-                self._spent[(ask.provider, ask.kind, ask.gpu_class)] = replace(ask, capacity=0)
+            live.capacity -= take
+            self._buckets[live.bucket].capacity -= take
+            if live.capacity == 0:
+                key = (ask.provider, ask.kind, ask.gpu_class)
+                self._drop(key)
+                self._spent[key] = ask
         return Award(
             order.id,
             order.kind,
@@ -232,7 +235,46 @@ class OrderBook:
 
     # -------------------------------------------------------------- internals
 
+    def _insert(self, key: AskKey, ask: Ask) -> None:
+        bk: BucketKey = (ask.kind, ask.gpu_class, ask.tier, ask.region, ask.jurisdiction)
+        bucket = self._buckets.get(bk)
+        if bucket is None:
+            bucket = self._buckets[bk] = _Bucket()
+            regions = self._index.setdefault((ask.kind, ask.gpu_class), {})
+            regions.setdefault(ask.region, []).append(bk)
+            self._matches.clear()
+        self._seq += 1
+        self._live[key] = _Live(ask, self._seq, bk)
+        heapq.heappush(bucket.heap, (ask.price, ask.provider, self._seq))
+        heapq.heappush(self._expiry, (ask.valid_until, self._seq, key))
+        bucket.count += 1
+        bucket.capacity += ask.capacity
+        # lazy deletion leaves stale entries behind; sweep once they outnumber live ones
+        if len(bucket.heap) > 2 * bucket.count + 32:
+            bucket.heap = [e for e in bucket.heap if not self._stale(bk, e)]
+            heapq.heapify(bucket.heap)
+        if len(self._expiry) > 2 * len(self._live) + 32:
+            self._expiry = [e for e in self._expiry if self._is_current(e[2], e[1])]
+            heapq.heapify(self._expiry)
+
+    @staticmethod
+    def _current(live: _Live) -> Ask:
+        if live.capacity == live.ask.capacity:
+            return live.ask
+        return replace(live.ask, capacity=live.capacity)
+
     def _candidates(self, order: Order) -> list[BucketKey]:
+        """The buckets ``order`` may draw on; cached per requirements until a bucket is
+        added, so repeated shapes of order cost one dict lookup."""
+        cache_key = (order.kind, order.requirements)
+        found = self._matches.get(cache_key)
+        if found is None:
+            if len(self._matches) >= _MAX_CACHED:
+                self._matches.clear()
+            found = self._matches[cache_key] = self._find_candidates(order)
+        return found
+
+    def _find_candidates(self, order: Order) -> list[BucketKey]:
         req = order.requirements
         out: list[BucketKey] = []
         for cls in matching_classes(req):
@@ -259,16 +301,22 @@ class OrderBook:
 
     def _head(self, bk: BucketKey) -> _Entry | None:
         heap = self._buckets[bk].heap
-        while heap and self._stale(bk, heap[0]):
+        live_asks = self._live
+        kind, cls = bk[0], bk[1]
+        while heap:
+            top = heap[0]
+            live = live_asks.get((top[1], kind, cls))
+            if live is not None and live.seq == top[2]:
+                return top
             heapq.heappop(heap)
-        return heap[0] if heap else None
+        return None
 
     def _drop(self, key: AskKey) -> None:
         live = self._live.pop(key, None)
         if live is not None:
             bucket = self._buckets[live.bucket]
             bucket.count -= 1
-            bucket.capacity -= live.ask.capacity
+            bucket.capacity -= live.capacity
 
 
 def best_asks(book: OrderBook, now: float) -> list[BestAsk]:
