@@ -59,6 +59,7 @@ class LocalNetwork:
     assignment_ttl_s: float = 20.0
     extra_coordinator_args: list[str] = field(default_factory=list)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    _coordinator_args: list[str] = field(default_factory=list)
     api_url: str = ""
 
     @property
@@ -90,7 +91,8 @@ class LocalNetwork:
         coord = ["coordinator", "--port", str(port), "--assignment-ttl", str(self.assignment_ttl_s)]
         if self.db_url:
             coord += ["--db", self.db_url]
-        self._spawn("coordinator", coord + self.extra_coordinator_args)
+        self._coordinator_args = coord + self.extra_coordinator_args
+        self._spawn("coordinator", self._coordinator_args)
         try:
             wait_healthy(self.api_url, self.procs["coordinator"])
             for i in range(1, self.providers + 1):
@@ -135,6 +137,13 @@ class LocalNetwork:
         proc = self.procs.pop(name)
         proc.kill()
         proc.wait()
+        self._write_state()
+
+    def restart_coordinator(self) -> None:
+        """kill -9 the coordinator and start it again on the same port and database."""
+        self.kill("coordinator")
+        self._spawn("coordinator", self._coordinator_args)
+        wait_healthy(self.api_url, self.procs["coordinator"])
         self._write_state()
 
     def stop(self) -> None:

@@ -65,7 +65,7 @@ class Agent:
 
     def register(self) -> None:
         c = self.config
-        self._retry(
+        out = self._retry(
             "register",
             self.client.register_provider,
             c.name,
@@ -74,6 +74,9 @@ class Agent:
             self.hardware,
             __version__,
         )
+        if out:
+            # beat often enough that one lost heartbeat never costs us a task
+            self.config.heartbeat_s = min(self.config.heartbeat_s, out["assignment_ttl_s"] / 4)
         log.info(
             "registered %s as %s (%s)", c.name, self.client.address, self.hardware["gpu_class"]
         )
