@@ -115,7 +115,12 @@ def test_render_job_is_paid_per_accepted_frame_and_completes(net: Net, tmp_path:
     files = buyer.download_outputs(job["id"], tmp_path / "out")
     assert all(f.stat().st_size > 0 for f in files)
     assert prov.wallet()["earned"] == "0.95"  # 2 x 0.5, less the 5% protocol fee
-    assert buyer.wallet() == {"address": buyer.address, "available": "9", "escrow": "0", "earned": "0"}
+    assert buyer.wallet() == {
+        "address": buyer.address,
+        "available": "9",
+        "escrow": "0",
+        "earned": "0",
+    }
     summary = buyer.ledger_summary()
     assert summary["balanced"] and summary["totals"]["protocol:fees"] == "0.05"
 

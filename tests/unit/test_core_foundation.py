@@ -26,7 +26,16 @@ from gpudepin.core.money import UNIT, format_amount, parse_amount
 
 
 def test_core_imports_no_io_libraries() -> None:
-    forbidden = {"sqlalchemy", "httpx", "fastapi", "web3", "subprocess", "asyncio", "numpy", "torch"}
+    forbidden = {
+        "sqlalchemy",
+        "httpx",
+        "fastapi",
+        "web3",
+        "subprocess",
+        "asyncio",
+        "numpy",
+        "torch",
+    }
     for mod in list(sys.modules):
         if mod.split(".")[0] in forbidden:
             del sys.modules[mod]
@@ -94,8 +103,14 @@ amounts = st.integers(min_value=1, max_value=50 * UNIT)
 ops = st.one_of(
     st.tuples(st.just("deposit"), buyers, amounts),
     st.tuples(st.just("lock"), buyers, amounts, st.sampled_from(["j1", "j2"])),
-    st.tuples(st.just("pay"), buyers, amounts, st.sampled_from(["j1", "j2"]), providers,
-              st.integers(0, 10_000)),
+    st.tuples(
+        st.just("pay"),
+        buyers,
+        amounts,
+        st.sampled_from(["j1", "j2"]),
+        providers,
+        st.integers(0, 10_000),
+    ),
     st.tuples(st.just("refund"), buyers, st.sampled_from(["j1", "j2"])),
     st.tuples(st.just("withdraw"), st.sampled_from(["available:0xa", "earned:0xp"]), amounts),
     st.tuples(st.just("burn")),
@@ -116,7 +131,9 @@ def test_any_sequence_of_operations_keeps_the_books_balanced(sequence: list[tupl
             elif kind == "lock":
                 txn = ledger.lock_escrow(book.balances, args[0], args[2], args[1])
             elif kind == "pay":
-                txn = ledger.pay_from_escrow(book.balances, args[0], args[2], args[3], args[1], args[4])
+                txn = ledger.pay_from_escrow(
+                    book.balances, args[0], args[2], args[3], args[1], args[4]
+                )
             elif kind == "refund":
                 txn = ledger.refund_escrow(book.balances, args[0], args[1])
             elif kind == "withdraw":
