@@ -1,7 +1,9 @@
 """Rendered frames as pixels: hashing, blank detection and PSNR comparison.
 
 PNG bytes differ between two renders of the same frame (Blender stamps the date and
-render time into the file), so everything here works on decoded RGBA pixels.
+render time into the file), so everything here works on decoded RGBA pixels. numpy and
+Pillow are imported on first use: a provider's task runner imports this module on every
+task and most tasks never decode an image.
 """
 
 from __future__ import annotations
@@ -9,10 +11,13 @@ from __future__ import annotations
 import hashlib
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeAlias
 
-import numpy as np
-from numpy.typing import NDArray
-from PIL import Image, PngImagePlugin
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
+
+    Pixels: TypeAlias = NDArray[np.uint8]
 
 # PNG text key under which a tile render records where it sits in the full frame.
 BOX_KEY = "gpudepin_box"
@@ -22,11 +27,13 @@ BOX_KEY = "gpudepin_box"
 BLANK_STD = 2.0
 
 Box = tuple[int, int, int, int]
-Pixels = NDArray[np.uint8]
 
 
 def load_pixels(path: Path) -> Pixels:
     """Decode an image into an ``(height, width, 4)`` RGBA array of bytes."""
+    import numpy as np
+    from PIL import Image
+
     with Image.open(path) as img:
         return np.asarray(img.convert("RGBA"), dtype=np.uint8)
 
@@ -47,6 +54,8 @@ def is_blank(path: Path, min_std: float = BLANK_STD) -> bool:
 
 def psnr(a: Pixels, b: Pixels) -> float:
     """Peak signal-to-noise ratio in dB between two same-sized images; ``inf`` if identical."""
+    import numpy as np
+
     diff = a.astype(np.float64) - b.astype(np.float64)
     mse = float(np.mean(diff * diff))
     return math.inf if mse == 0.0 else 10.0 * math.log10(255.0**2 / mse)
@@ -54,6 +63,8 @@ def psnr(a: Pixels, b: Pixels) -> float:
 
 def read_box(path: Path) -> Box | None:
     """The region of the full frame a tile PNG was rendered for, if it records one."""
+    from PIL import Image
+
     with Image.open(path) as img:
         raw = img.info.get(BOX_KEY)
     if not isinstance(raw, str):
@@ -64,6 +75,8 @@ def read_box(path: Path) -> Box | None:
 
 def write_box(path: Path, box: Box) -> None:
     """Re-save a tile PNG with its region recorded, so ``compare`` can find it later."""
+    from PIL import Image, PngImagePlugin
+
     with Image.open(path) as img:
         img.load()
         meta = PngImagePlugin.PngInfo()

@@ -27,7 +27,7 @@ import subprocess
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gpudepin.core.errors import InvalidInput
 from gpudepin.workloads import blender
@@ -35,7 +35,6 @@ from gpudepin.workloads.base import Comparison, RunContext, TaskPlan
 from gpudepin.workloads.blender import BlenderError
 from gpudepin.workloads.images import (
     Box,
-    Pixels,
     crop,
     is_blank,
     load_pixels,
@@ -44,6 +43,9 @@ from gpudepin.workloads.images import (
     read_box,
     write_box,
 )
+
+if TYPE_CHECKING:
+    from gpudepin.workloads.images import Pixels
 
 __all__ = [
     "PSNR_THRESHOLD_DB",
