@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
@@ -50,7 +50,7 @@ def create_app(
     settings: CoordinatorSettings, *, run_loops: bool = True, clock: Callable[[], float] = time.time
 ) -> FastAPI:
     """Build the coordinator. ``run_loops=False`` leaves background work to the caller."""
-    from gpudepin.coordinator import api, loops
+    from gpudepin.coordinator import loops
 
     engine = make_engine(settings.database_url)
     migrate(engine)
@@ -112,5 +112,13 @@ def create_app(
             "It is logged on the coordinator; try again.",
         )
 
-    app.include_router(api.router)
+    for router in api_routers():
+        app.include_router(router)
     return app
+
+
+def api_routers() -> list[APIRouter]:
+    """Every domain's ``/v1`` router; a new domain adds its module here."""
+    from gpudepin.coordinator import api
+
+    return [api.router]

@@ -185,11 +185,15 @@ def make_engine(url: str) -> Engine:
 
 
 def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest Alembic revision."""
+    """Bring the schema to the newest Alembic revisions.
+
+    Each domain (market, chain, verification, ...) adds its tables in a migration of its
+    own branched from 0001, so the tree has several heads and we upgrade them all.
+    """
     from alembic import command
     from alembic.config import Config
 
     cfg = Config()
     cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
     cfg.attributes["connection_engine"] = engine
-    command.upgrade(cfg, "head")
+    command.upgrade(cfg, "heads")

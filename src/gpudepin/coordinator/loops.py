@@ -6,6 +6,7 @@ import contextlib
 import logging
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,6 +23,17 @@ log = logging.getLogger("gpudepin.loops")
 
 def tick(rt: Runtime) -> None:
     """One pass of every periodic duty; safe to run from several coordinators at once."""
+    for duty in duties():
+        duty(rt)
+
+
+def duties() -> list[Callable[[Runtime], None]]:
+    """The periodic duties, in order; a new domain adds its own here."""
+    return [expire_and_merge]
+
+
+def expire_and_merge(rt: Runtime) -> None:
+    """Requeue silent agents' tasks; merge and complete jobs whose tasks are all accepted."""
     now = rt.clock()
     with rt.engine.begin() as conn:
         if service.expire_assignments(conn, now):
