@@ -41,7 +41,7 @@ def _inputs(pairs: list[str]) -> dict[str, Path]:
         name, sep, value = pair.partition("=")
         if not sep or not name or not value:
             raise InvalidInput(f"--input: expected NAME=PATH, got {pair!r}")
-        inputs[name] = Path(value)
+        inputs[name] = Path(value).resolve()
     return inputs
 
 
@@ -72,7 +72,7 @@ def run_task(argv: list[str]) -> dict[str, Any]:
     workload = registry.get(args.kind)
     spec = _read_json(args.spec, "--spec")
     task = _read_json(args.task, "--task")
-    ctx = RunContext(workdir=args.workdir, device=args.device, threads=args.threads)
+    ctx = RunContext(workdir=args.workdir.resolve(), device=args.device, threads=args.threads)
     started = time.perf_counter()
     result = workload.run(spec, task, _inputs(args.input), ctx)
     return {"result": str(result), "seconds": round(time.perf_counter() - started, 3)}
