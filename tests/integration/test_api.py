@@ -254,3 +254,18 @@ def test_concurrent_agents_never_take_the_same_task(net: Net) -> None:
     for t in threads:
         t.join()
     assert sorted(taken) == sorted(set(taken)) and len(taken) == 6
+
+
+def test_a_result_that_is_not_the_frame_asked_for_is_rejected_and_redone(
+    net: Net, tmp_path: Path
+) -> None:
+    buyer = funded_buyer(net)
+    job = submit(buyer, frames="1")
+    prov = net.provider()
+    task = prov.poll(0)
+    wrong = frame_png(tmp_path / "wrong.png", 7, 7, 1)
+    out = prov.submit_result(task["id"], wrong, {})
+    assert out["state"] == "rejected" and "expected a PNG" in out["reason"]
+    view = buyer.job(job["id"])
+    assert view["tasks"][0]["state"] == "pending" and view["state"] == "running"
+    assert prov.wallet()["earned"] == "0"

@@ -35,6 +35,10 @@ class RunContext:
 
 
 class Workload(Protocol):
+    """Every workload has these; it may also have ``check_result(spec, task, path) -> str |
+    None``, a cheap sanity check the coordinator runs when a result is submitted (the
+    returned string is the reason to reject it)."""
+
     name: str
     # the names of the files a job of this kind takes, e.g. ("scene",)
     input_names: tuple[str, ...]

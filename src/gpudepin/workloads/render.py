@@ -244,9 +244,37 @@ class RenderWorkload:
         frames: list[int] = spec["frames"]
         size: int = spec["chunk"]
         return [
-            TaskPlan(_label(part), {"frames": part})
+            # units: what the buyer's per-frame price is multiplied by for this task
+            TaskPlan(_label(part), {"frames": part, "units": len(part)})
             for part in (frames[i : i + size] for i in range(0, len(frames), size))
         ]
+
+    def check_result(self, spec: dict[str, Any], task: dict[str, Any], result: Path) -> str | None:
+        """A cheap sanity check at submission: the result decodes to the frames the task
+        asked for, at the job's size. Whether the pixels are right is verification's job."""
+        from PIL import Image, UnidentifiedImageError
+
+        want = (spec["width"], spec["height"])
+        try:
+            if len(task["frames"]) == 1:
+                pngs = [result]
+                tmp = None
+            else:
+                tmp = tempfile.TemporaryDirectory()
+                found = _zip_frames(result, Path(tmp.name))
+                if sorted(found) != sorted(task["frames"]):
+                    return f"result holds frames {sorted(found)}, not {task['frames']}"
+                pngs = list(found.values())
+            for png in pngs:
+                with Image.open(png) as img:
+                    if img.format != "PNG" or img.size != want:
+                        return f"result is a {img.format} of {img.size}, expected a PNG of {want}"
+        except (UnidentifiedImageError, OSError, zipfile.BadZipFile, InvalidInput) as exc:
+            return f"result is not a readable image: {exc}"
+        finally:
+            if tmp is not None:
+                tmp.cleanup()
+        return None
 
     def _options(self, spec: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
         return {
