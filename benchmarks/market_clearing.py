@@ -19,6 +19,7 @@ time per clearing grows. Prices are log-normal around the catalog's median price
 from __future__ import annotations
 
 import argparse
+import gc
 import math
 import random
 import statistics
@@ -220,6 +221,13 @@ def run_auctions(inputs: list[tuple[Order, list[Bid], dict[str, ProviderView]]])
     return Timings(ns, time.perf_counter() - start, matched)
 
 
+def settle_gc(freeze: bool) -> None:
+    gc.collect()
+    if freeze:
+        gc.unfreeze()
+        gc.freeze()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, default=100_000)
@@ -228,13 +236,21 @@ def main() -> None:
     parser.add_argument("--scales", default="1000,10000,100000")
     parser.add_argument("--scale-orders", type=int, default=30_000)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--freeze-gc",
+        action="store_true",
+        help="move the built book out of the cyclic GC's reach (gc.freeze), as a long-lived "
+        "coordinator would; without it, full collections scan every ask and grow with n",
+    )
     args = parser.parse_args()
     rng = random.Random(args.seed)
 
     providers = make_providers(args.providers, rng)
     book = fill_book(providers, rng)
     orders = make_orders(args.orders, rng)
-    print(f"{args.orders:,} orders against {args.providers:,} providers, one core\n")
+    settle_gc(args.freeze_gc)
+    gc_note = ", GC frozen after set-up" if args.freeze_gc else ""
+    print(f"{args.orders:,} orders against {args.providers:,} providers, one core{gc_note}\n")
     print(run_instant(book, orders).line("instant spot (order book)"))
     inputs = auction_inputs(orders, providers, args.bids, rng)
     print(run_auctions(inputs).line(f"sealed-bid auction ({args.bids} bids)"))
@@ -244,7 +260,10 @@ def main() -> None:
     base = None
     for n in (int(s) for s in args.scales.split(",")):
         srng = random.Random(args.seed + n)
-        t = run_instant(fill_book(make_providers(n, srng), srng), scale_orders)
+        scaled = fill_book(make_providers(n, srng), srng)
+        settle_gc(args.freeze_gc)
+        t = run_instant(scaled, scale_orders)
+        del scaled
         mean = statistics.fmean(t.ns)
         base = base or mean
         print(t.line(f"{n:>7,} providers") + f"  x{mean / base:4.2f} vs first")
