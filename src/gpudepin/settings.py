@@ -31,6 +31,8 @@ class CoordinatorSettings(BaseModel):
     faucet: bool = True  # only on a local network: credits test tokens
     session_ttl_s: int = 24 * 3600
     loop_interval_s: float = 1.0
+    stats_sample_interval_s: float = Field(default=300.0, gt=0)  # dashboard history
+    token_usd: float = Field(default=1.0, ge=0)  # USD per token for the dashboard's USD figures
 
     @property
     def database_url(self) -> str:

@@ -29,7 +29,9 @@ def tick(rt: Runtime) -> None:
 
 def duties() -> list[Callable[[Runtime], None]]:
     """The periodic duties, in order; a new domain adds its own here."""
-    return [expire_and_merge]
+    from gpudepin.dashboard.history import sample_stats
+
+    return [expire_and_merge, sample_stats]
 
 
 def expire_and_merge(rt: Runtime) -> None:
