@@ -109,8 +109,8 @@ def test_tokenomics_table_and_bad_scenario() -> None:
     )
 
 
-def test_viability_without_figures_says_it_needs_the_live_network() -> None:
-    result = runner.invoke(app, ["viability"])
+def test_viability_without_figures_or_a_live_network_says_what_to_give(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["viability"], env={"GPUDEPIN_HOME": str(tmp_path)})
     assert result.exit_code == 2
     assert len(result.stderr.strip().splitlines()) == 1
     assert "live network" in result.stderr and "--figures" in result.stderr

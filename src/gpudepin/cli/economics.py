@@ -399,8 +399,26 @@ def _load_figures(path: Path) -> NetworkFigures:
         raise InvalidInput(f"{path}: {exc}") from exc
 
 
+def _live_figures(ctx: typer.Context) -> NetworkFigures:
+    """The live network's figures over the last 30 days, from ``GET /v1/stats/viability``."""
+    from gpudepin.cli.common import State
+
+    root = ctx.find_root().obj
+    st = root if isinstance(root, State) else State(None, None, "buyer")
+    try:
+        with st.client() as client:
+            data = client.network_figures()
+    except NotFound as exc:
+        raise Unavailable(
+            f"no live network to read figures from: {exc.message}",
+            hint="start one with `gpudepin up`, pass --coordinator URL, or give --figures FILE",
+        ) from None
+    return NetworkFigures.from_dict(data["figures"])
+
+
 @app.command("viability")
 def viability_command(
+    ctx: typer.Context,
     figures: Annotated[
         Path | None,
         typer.Option(help="A NetworkFigures JSON file (see --template) instead of the live net."),
@@ -415,13 +433,7 @@ def viability_command(
         _print_json(NetworkFigures().to_dict())
         return
     with _one_line_errors():
-        if figures is None:
-            raise Unavailable(
-                "viability needs the live network's figures, and reading them from the "
-                "ledger and chain is not wired in yet",
-                hint="pass --figures FILE with a NetworkFigures JSON; --template prints one",
-            )
-        card = scorecard(_load_figures(figures))
+        card = scorecard(_load_figures(figures) if figures else _live_figures(ctx))
     if as_json:
         _print_json(card.to_dict())
         return

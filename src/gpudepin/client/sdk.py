@@ -241,3 +241,14 @@ class Client:
     def fail_task(self, task_id: str, reason: str) -> dict[str, Any]:
         """Tell the coordinator this provider could not finish a task it holds."""
         return dict(self._send("POST", f"/tasks/{task_id}/fail", json={"reason": reason[:500]}))
+
+    # ---- dashboard ----
+
+    def stats(self) -> dict[str, Any]:
+        """The network's headline figures now and 24 h ago (public, no session)."""
+        return dict(self._send("GET", "/stats", auth=False))
+
+    def network_figures(self, period_days: float = 30) -> dict[str, Any]:
+        """The live network's viability ``NetworkFigures`` and scorecard (public)."""
+        params = {"period_days": period_days}
+        return dict(self._send("GET", "/stats/viability", auth=False, params=params))
