@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 from dataclasses import replace
 
 import pytest
@@ -433,6 +435,8 @@ def test_updating_an_ask_moves_it_in_the_book_and_expiry_removes_it() -> None:
     assert (summary.price, summary.providers) == (40, 1)
     book.withdraw("0xB", OrderKind.LEASE, "rtx4090")
     assert best_asks(book, now=11.0) == [] and len(book) == 0
+    book.post(Ask("0xC", "RTX4090", "EU-West", 70, 1, valid_until=100.0))
+    assert book.best(OrderKind.LEASE, "rtx4090", "eu-west") is not None, "names normalised"
 
 
 ask_rows = st.lists(
@@ -504,3 +508,13 @@ def test_price_tape_summarises_recent_clearings() -> None:
         10,
     )
     assert tape.summary(now=31.0 + 7200) == []
+
+
+def test_market_core_imports_nothing_outside_the_standard_library_and_core() -> None:
+    code = (
+        "import sys, gpudepin.core.market, gpudepin.core.orderbook, gpudepin.core.leases\n"
+        "heavy = {'sqlalchemy', 'httpx', 'fastapi', 'web3', 'asyncio', 'subprocess', 'numpy'}\n"
+        "print(sorted(heavy & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

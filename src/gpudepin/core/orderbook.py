@@ -90,7 +90,11 @@ class OrderBook:
         if ask.capacity < 0:
             raise InvalidInput(f"capacity: must not be negative, got {ask.capacity}")
         cls = ask.gpu_class if ask.gpu_class in CATALOG else gpu_class(ask.gpu_class).name
-        if (ask.provider, cls, ask.region) != (ask.provider.lower(), cls, ask.region.lower()):
+        if (ask.provider, ask.gpu_class, ask.region) != (
+            ask.provider.lower(),
+            cls,
+            ask.region.lower(),
+        ):
             ask = replace(
                 ask, provider=ask.provider.lower(), gpu_class=cls, region=ask.region.lower()
             )
