@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from gpudepin import __version__
-from gpudepin.cli import economics, jobs, network, stats, wallet
+from gpudepin.cli import economics, jobs, network, sim, stats, wallet
 from gpudepin.cli.common import ErrorHandlingGroup, State
 
 app = typer.Typer(
@@ -48,6 +48,7 @@ network.register(app)
 jobs.register(app)
 wallet.register(app)
 stats.register(app)
+sim.register(app)
 app.add_typer(
     economics.app, name="economics", help="Provider profitability, tokenomics, viability."
 )

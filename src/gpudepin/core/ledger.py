@@ -314,3 +314,15 @@ def pay_auditor_from_fees(
 ) -> Transaction:
     """Pay an auditor for an audit out of the collected protocol fees."""
     return _move(balances, "audit_pay", FEES, earned_account(auditor), amount, ref)
+
+
+def mint_rewards(rewards: Mapping[str, int], ref: str = "") -> Transaction | None:
+    """Emit new tokens to providers' earned balances (a burn-and-mint emission epoch):
+    they come from ``WORLD`` like a deposit, one posting per provider; None if all are 0."""
+    legs = [Posting(earned_account(p), amt) for p, amt in rewards.items() if amt > 0]
+    if any(amt < 0 for amt in rewards.values()):
+        raise InvalidInput("a reward cannot be negative")
+    if not legs:
+        return None
+    total = sum(p.amount for p in legs)
+    return Transaction("mint", (Posting(WORLD, -total), *legs), ref)
