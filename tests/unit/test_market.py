@@ -21,7 +21,6 @@ from gpudepin.core.market import (
     Order,
     OrderKind,
     OrderState,
-    PriceTape,
     ProviderView,
     Requirements,
     check_bid,
@@ -36,7 +35,7 @@ from gpudepin.core.market import (
     validate_order,
 )
 from gpudepin.core.money import UNIT
-from gpudepin.core.orderbook import OrderBook, best_asks
+from gpudepin.core.orderbook import OrderBook, PriceTape, best_asks
 
 PER_HOUR = UNIT // 3600  # base units per GPU-second for 1 token per GPU-hour
 

@@ -3,8 +3,9 @@
 Every batch job and every lease request becomes an ``Order``. Providers that satisfy its
 ``Requirements`` bid (``check_bid`` refuses a bad bid with its reason); when the bid window
 ends, or enough capacity is bid, ``clear`` picks the winners by ``score`` and returns an
-``Award`` or a ``NoMatchResult`` that says why in numbers. Standing asks and instant spot
-matching live in ``gpudepin.core.orderbook``.
+``Award`` or a ``NoMatchResult`` that says why in numbers. Standing asks, instant spot matching
+and market data (best asks, the tape of recent clearing prices) live in
+``gpudepin.core.orderbook``.
 
 Prices are integer base units: per task for a batch order, per GPU-second for a lease.
 
@@ -21,7 +22,7 @@ price at which supply met demand) and ``Award.mean_price`` the quantity-weighted
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from functools import cached_property
 from typing import NamedTuple
@@ -789,75 +790,3 @@ def explain_no_match(
                 f"cover {offered} of {order.quantity} tasks"
             )
     return NoMatchResult(order.id, tuple(reasons), tuple(funnel), lowest, suggested, now)
-
-
-@dataclass(frozen=True)
-class ClearingPrint:
-    """One recorded clearing, for market data."""
-
-    kind: OrderKind
-    gpu_class: str
-    region: str
-    price: int
-    quantity: int
-    at: float
-
-
-def prints_of(award: Award) -> list[ClearingPrint]:
-    """The clearing prints an award adds to the tape, one per allocation."""
-    return [
-        ClearingPrint(award.kind, a.gpu_class, a.region, a.price, a.quantity, award.cleared_at)
-        for a in award.allocations
-    ]
-
-
-@dataclass(frozen=True)
-class PriceSummary:
-    kind: OrderKind
-    gpu_class: str
-    region: str
-    last: int
-    low: int
-    high: int
-    vwap: int
-    prints: int
-    quantity: int
-
-
-@dataclass
-class PriceTape:
-    """Recent clearing prices per (kind, GPU class, region), ``keep`` prints each."""
-
-    keep: int = 256
-    _tape: dict[tuple[OrderKind, str, str], list[ClearingPrint]] = field(default_factory=dict)
-
-    def record(self, award: Award) -> None:
-        for p in prints_of(award):
-            series = self._tape.setdefault((p.kind, p.gpu_class, p.region), [])
-            series.append(p)
-            if len(series) > self.keep:
-                del series[: len(series) - self.keep]
-
-    def summary(self, now: float, window_s: float = 3600.0) -> list[PriceSummary]:
-        """Last, low, high and volume-weighted price of the prints in the last
-        ``window_s`` seconds, sorted by kind, class and region."""
-        out = []
-        for (kind, cls, region), series in sorted(self._tape.items()):
-            recent = [p for p in series if now - window_s <= p.at <= now]
-            if not recent:
-                continue
-            qty = sum(p.quantity for p in recent)
-            out.append(
-                PriceSummary(
-                    kind,
-                    cls,
-                    region,
-                    recent[-1].price,
-                    min(p.price for p in recent),
-                    max(p.price for p in recent),
-                    sum(p.price * p.quantity for p in recent) // qty,
-                    len(recent),
-                    qty,
-                )
-            )
-        return out

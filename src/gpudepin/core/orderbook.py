@@ -1,4 +1,7 @@
-"""Standing asks and instant spot matching: an order at or above the best ask clears at once.
+"""Standing asks, instant spot matching and market data.
+
+An order at or above the best ask clears at once. ``best_asks`` and ``PriceTape`` (recent
+clearing prices per kind, class and region) are the market data the API shows.
 
 Asks sit in buckets keyed by (order kind, GPU class, tier, region, jurisdiction); each bucket
 is a binary heap of ``(price, provider, seq)`` with lazy deletion, so posting, replacing or
@@ -12,7 +15,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from gpudepin.core.errors import InvalidInput
 from gpudepin.core.hardware import CATALOG, Tier, gpu_class
@@ -327,3 +330,75 @@ def best_asks(book: OrderBook, now: float) -> list[BestAsk]:
     """The best ask, the number of asking providers and their capacity per (kind, GPU
     class, region), sorted; for market data and quotes."""
     return book.best_asks(now)
+
+
+@dataclass(frozen=True)
+class ClearingPrint:
+    """One recorded clearing, for market data."""
+
+    kind: OrderKind
+    gpu_class: str
+    region: str
+    price: int
+    quantity: int
+    at: float
+
+
+def prints_of(award: Award) -> list[ClearingPrint]:
+    """The clearing prints an award adds to the tape, one per allocation."""
+    return [
+        ClearingPrint(award.kind, a.gpu_class, a.region, a.price, a.quantity, award.cleared_at)
+        for a in award.allocations
+    ]
+
+
+@dataclass(frozen=True)
+class PriceSummary:
+    kind: OrderKind
+    gpu_class: str
+    region: str
+    last: int
+    low: int
+    high: int
+    vwap: int
+    prints: int
+    quantity: int
+
+
+@dataclass
+class PriceTape:
+    """Recent clearing prices per (kind, GPU class, region), ``keep`` prints each."""
+
+    keep: int = 256
+    _tape: dict[tuple[OrderKind, str, str], list[ClearingPrint]] = field(default_factory=dict)
+
+    def record(self, award: Award) -> None:
+        for p in prints_of(award):
+            series = self._tape.setdefault((p.kind, p.gpu_class, p.region), [])
+            series.append(p)
+            if len(series) > self.keep:
+                del series[: len(series) - self.keep]
+
+    def summary(self, now: float, window_s: float = 3600.0) -> list[PriceSummary]:
+        """Last, low, high and volume-weighted price of the prints in the last
+        ``window_s`` seconds, sorted by kind, class and region."""
+        out = []
+        for (kind, cls, region), series in sorted(self._tape.items()):
+            recent = [p for p in series if now - window_s <= p.at <= now]
+            if not recent:
+                continue
+            qty = sum(p.quantity for p in recent)
+            out.append(
+                PriceSummary(
+                    kind,
+                    cls,
+                    region,
+                    recent[-1].price,
+                    min(p.price for p in recent),
+                    max(p.price for p in recent),
+                    sum(p.price * p.quantity for p in recent) // qty,
+                    len(recent),
+                    qty,
+                )
+            )
+        return out
