@@ -370,7 +370,9 @@ class PriceTape:
     """Recent clearing prices per (kind, GPU class, region), ``keep`` prints each."""
 
     keep: int = 256
-    _tape: dict[tuple[OrderKind, str, str], list[ClearingPrint]] = field(default_factory=dict)
+    _tape: dict[tuple[OrderKind, str, str], list[ClearingPrint]] = field(
+        default_factory=dict, init=False, repr=False
+    )
 
     def record(self, award: Award) -> None:
         for p in prints_of(award):
