@@ -31,6 +31,18 @@ class CoordinatorSettings(BaseModel):
     faucet: bool = True  # only on a local network: credits test tokens
     session_ttl_s: int = 24 * 3600
     loop_interval_s: float = 1.0
+    # enterprise tier (docs/enterprise.md)
+    enterprise_min_stake: str = "200"  # tokens staked, io.net's per-GPU bar
+    enterprise_min_uptime: float = Field(default=0.99, ge=0, le=1)
+    enterprise_window_s: float = Field(default=30 * 86_400.0, gt=0)
+    enterprise_require_hardware_proof: bool = True
+    uptime_max_gap_s: float = Field(default=60.0, gt=0)  # longer silences are outages
+    standing_refresh_s: float = Field(default=30.0, ge=0)
+    straggler_multiple: float = Field(default=1.5, ge=1)
+    straggler_min_samples: int = Field(default=20, ge=1)
+    shard_k: int = Field(default=4, ge=1, le=64)
+    shard_n: int = Field(default=8, ge=2, le=128)
+    shard_threshold_bytes: int = Field(default=8 * 1024 * 1024, ge=0)  # smaller: blob store
     stats_sample_interval_s: float = Field(default=300.0, gt=0)  # dashboard history
     token_usd: float = Field(default=1.0, ge=0)  # USD per token for the dashboard's USD figures
 

@@ -10,6 +10,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from gpudepin.cli import placement
 from gpudepin.cli.common import console, print_json, state
 from gpudepin.client import Client
 from gpudepin.core.errors import GpudepinError
@@ -73,6 +74,12 @@ def submit_render(
         Path, typer.Option("-o", "--out", help="Where --wait downloads the frames.")
     ] = Path("."),
     as_json: Annotated[bool, typer.Option("--json", help="Print the job as JSON.")] = False,
+    region: placement.Region = None,
+    deny_region: placement.DenyRegion = None,
+    require_tag: placement.RequireTag = None,
+    deny_tag: placement.DenyTag = None,
+    tier: placement.Tier = "consumer",
+    deadline: placement.Deadline = None,
 ) -> None:
     """Render a Blender scene across the network, one task per frame (or chunk)."""
     if not scene.is_file():
@@ -83,7 +90,13 @@ def submit_render(
     if samples is not None:
         params["samples"] = samples
     with state(ctx).client() as client:
-        job = client.submit_job("render", params, {"scene": scene}, price_per_frame)
+        job = client.submit_job(
+            "render",
+            params,
+            {"scene": scene},
+            price_per_frame,
+            **placement.terms(region, deny_region, require_tag, deny_tag, tier, deadline),
+        )
         if as_json and not wait:
             print_json(job)
             return

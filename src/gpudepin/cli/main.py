@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from gpudepin import __version__
-from gpudepin.cli import economics, jobs, network, sim, stats, wallet
+from gpudepin.cli import economics, enterprise, jobs, network, sim, stats, wallet
 from gpudepin.cli.common import ErrorHandlingGroup, State
 
 app = typer.Typer(
@@ -46,6 +46,7 @@ def version() -> None:
 
 network.register(app)
 jobs.register(app)
+enterprise.register(app)
 wallet.register(app)
 stats.register(app)
 sim.register(app)

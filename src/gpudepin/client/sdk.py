@@ -157,15 +157,26 @@ class Client:
         files: dict[str, Path],
         price_per_task: str,
         max_attempts: int = 3,
+        *,
+        residency: dict[str, list[str]] | None = None,
+        tier: str = "consumer",
+        deadline_s: float | None = None,
     ) -> dict[str, Any]:
-        """Upload the job's files, then submit it; returns the job as the coordinator has it."""
+        """Upload the job's files, then submit it; returns the job as the coordinator has it.
+
+        ``residency`` restricts where it runs (allow_regions, deny_regions, require_tags,
+        deny_tags); ``tier="enterprise"`` with ``deadline_s`` buys the deadline SLA.
+        """
         inputs = {name: self.upload(Path(p)) for name, p in files.items()}
-        body = {
+        body: dict[str, Any] = {
             "kind": kind,
             "params": params,
             "inputs": inputs,
             "price_per_task": price_per_task,
             "max_attempts": max_attempts,
+            "residency": residency,
+            "tier": tier,
+            "deadline_s": deadline_s,
         }
         return dict(self._send("POST", "/jobs", json=body))
 
@@ -252,3 +263,13 @@ class Client:
         """The live network's viability ``NetworkFigures`` and scorecard (public)."""
         params = {"period_days": period_days}
         return dict(self._send("GET", "/stats/viability", auth=False, params=params))
+
+    # ---- enterprise ----
+
+    def job_audit(self, job_id: str) -> dict[str, Any]:
+        """Who ran each task of a job, where, on what hardware, and where its data is kept."""
+        return dict(self._send("GET", f"/jobs/{job_id}/audit"))
+
+    def provider_standing(self) -> list[dict[str, Any]]:
+        """Each provider's enterprise standing: hardware proof, stake, 30-day uptime."""
+        return list(self._send("GET", "/providers/standing", auth=False))

@@ -11,7 +11,7 @@ from fastapi.responses import FileResponse
 from sqlalchemy import insert, select
 
 from gpudepin import API_VERSION, __version__
-from gpudepin.coordinator import auth, db, schemas, service, store
+from gpudepin.coordinator import auth, db, enterprise, schemas, service, store
 from gpudepin.coordinator.app import Runtime
 from gpudepin.coordinator.blobs import check_sha256
 from gpudepin.core.errors import Forbidden, InvalidInput, NotFound, PayloadTooLarge, Unauthorized
@@ -164,6 +164,9 @@ def submit_job(
     paths = {name: rt.blobs.open_path(sha) for name, sha in body.inputs.items()}
     spec = workload.validate(body.params, paths)
     plans = workload.split(spec)
+    terms = enterprise.parse_terms(body.residency, body.tier, body.deadline_s)
+    with rt.engine.connect() as conn:
+        enterprise.check_placeable(conn, terms, rt.settings, rt.clock())
     with rt.engine.begin() as conn:
         job_id = service.create_job(
             conn,
@@ -176,6 +179,7 @@ def submit_job(
             max_attempts=body.max_attempts,
             now=rt.clock(),
         )
+        enterprise.attach_terms(conn, job_id, terms, rt.clock())
     rt.notify_work()
     with rt.engine.connect() as conn:
         return job_view(conn, service.get_job(conn, job_id))
@@ -285,6 +289,7 @@ def register(
 def heartbeat(who: str = Depends(caller), rt: Runtime = Depends(runtime)) -> dict[str, Any]:
     with rt.engine.begin() as conn:
         held = service.heartbeat(conn, who, rt.clock(), rt.settings.assignment_ttl_s)
+        enterprise.note_alive(conn, who, rt.clock(), rt.settings.uptime_max_gap_s)
     return {"ok": True, "tasks_held": held}
 
 

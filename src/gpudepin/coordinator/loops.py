@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gpudepin.coordinator import service
+from gpudepin.coordinator import enterprise, service
 from gpudepin.core.errors import GpudepinError
 from gpudepin.workloads import registry
 from gpudepin.workloads.base import TaskPlan
@@ -31,7 +31,7 @@ def duties() -> list[Callable[[Runtime], None]]:
     """The periodic duties, in order; a new domain adds its own here."""
     from gpudepin.dashboard.history import sample_stats
 
-    return [expire_and_merge, sample_stats]
+    return [expire_and_merge, enterprise.sla_duty, sample_stats]
 
 
 def expire_and_merge(rt: Runtime) -> None:

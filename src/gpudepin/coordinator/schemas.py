@@ -22,6 +22,14 @@ class JobIn(BaseModel):
     inputs: dict[str, str] = Field(description="input name -> sha256 of an uploaded blob")
     price_per_task: str = Field(description="tokens offered per task unit (a frame for render)")
     max_attempts: int = Field(default=3, ge=1, le=20)
+    residency: dict[str, list[str]] | None = Field(
+        default=None,
+        description="allow_regions, deny_regions, require_tags, deny_tags (lists of names)",
+    )
+    tier: str = Field(default="consumer", description="consumer or enterprise")
+    deadline_s: float | None = Field(
+        default=None, gt=0, description="completion deadline (enterprise SLA), seconds"
+    )
 
 
 class RegisterIn(BaseModel):

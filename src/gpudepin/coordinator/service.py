@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, update
 
-from gpudepin.coordinator import db, store
+from gpudepin.coordinator import db, enterprise, store
 from gpudepin.core import ledger
 from gpudepin.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from gpudepin.core.hardware import gpu_class
@@ -274,7 +274,11 @@ def claim_task(conn: Connection, provider: str, now: float, ttl: float) -> Any |
     )
     q = (
         select(db.tasks.c.id, db.tasks.c.job_id)
-        .where(db.tasks.c.state == TaskState.PENDING.value, db.tasks.c.job_id.in_(active))
+        .where(
+            db.tasks.c.state == TaskState.PENDING.value,
+            db.tasks.c.job_id.in_(active),
+            enterprise.claimable_by(db.tasks.c.job_id, provider),
+        )
         .order_by(db.tasks.c.updated_at, db.tasks.c.idx)
         .limit(1)
     )

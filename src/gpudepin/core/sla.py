@@ -334,3 +334,37 @@ def sla_report(
         fee_paid=fee_paid,
         credit=credit,
     )
+
+
+def outages_from_runs(
+    runs: Iterable[tuple[float, float]], start: float, end: float, max_gap: float
+) -> list[Outage]:
+    """Outages inside ``[start, end]`` from runs of proof of life.
+
+    A run ``(first, last)`` stands for heartbeats from ``first`` to ``last`` none more
+    than ``max_gap`` apart, which is how the coordinator stores them compactly. The
+    result equals ``outages`` over the heartbeats that formed the runs.
+    """
+    _check_window(start, end, max_gap)
+    spans = []
+    ordered = sorted(runs)
+    before = [last for first, last in ordered if first <= start]
+    prev = max(before) if before else start
+    for first, last in ordered:
+        if last < start or first <= start:
+            continue
+        if first >= end:
+            break
+        if first - prev > max_gap:
+            spans.append(Outage(max(prev, start), first, "heartbeat"))
+        prev = max(prev, last)
+    if end - prev > max_gap:
+        spans.append(Outage(max(prev, start), end, "heartbeat"))
+    return [o for o in _merge(spans) if o.end > o.start]
+
+
+def uptime_from_runs(
+    runs: Iterable[tuple[float, float]], start: float, end: float, max_gap: float
+) -> float:
+    """The share of ``[start, end]`` without an outage, measured from runs of heartbeats."""
+    return _share_up(outages_from_runs(runs, start, end, max_gap), start, end)

@@ -11,6 +11,8 @@ _MODULES = {
     "render": "gpudepin.workloads.render",
     "infer": "gpudepin.workloads.inference",
     "train": "gpudepin.workloads.training",
+    # trivial tasks for tests, chaos runs and load benchmarks (see workloads/echo.py)
+    "echo": "gpudepin.workloads.echo",
 }
 
 
