@@ -61,6 +61,8 @@ REGION_MIX: dict[str, float] = {
     "ap-south": 0.15,
     "us-west": 0.15,
 }
+# auditors are chosen among a random handful of online providers, not the whole fleet
+AUDITOR_SAMPLE = 4
 DATACENTER_CHURN = Churn(shape=0.75, scale_h=96.0 * 20)
 
 
@@ -77,7 +79,7 @@ class SimParams:
     price_sigma: float = 0.4  # log-normal spread of asks around the class median
     buyer_sigma: float = 0.35  # spread of buyers' maximum prices
     buyer_premium: float = 1.25  # buyers' median maximum over the class median
-    mean_lease_h: float = 12.0
+    mean_lease_h: float = 24.0
     mean_offline_h: float = 24.0
     diurnal_amplitude: float = 0.35
     fee_bps: int = 500
@@ -532,7 +534,7 @@ class Simulation:
         ids = self.online_ids
         if len(ids) <= 1:
             return []
-        picks = [ids[self.rng.randrange(len(ids))] for _ in range(8)]
+        picks = [ids[self.rng.randrange(len(ids))] for _ in range(AUDITOR_SAMPLE)]
         return [self.records[j] for j in picks if j != i]
 
     def _fault(self, t: float, i: int, lease: leases.Lease, paid: int, auditor: int) -> None:
