@@ -56,6 +56,18 @@ class DepositEvent:
 
 
 @dataclass(frozen=True)
+class ClaimEvent:
+    """One Claimed log of the vault: ``amount`` was paid to ``account``."""
+
+    key: str
+    account: str
+    amount: int
+    block_number: int
+    tx_hash: str
+    log_index: int
+
+
+@dataclass(frozen=True)
 class RootPostedEvent:
     epoch: int
     root: bytes
@@ -379,10 +391,15 @@ class ChainClient:
 
     # -- token ------------------------------------------------------------------------
 
-    def balance_of(self, address: str) -> int:
-        """Token balance in base units."""
+    def balance_of(self, address: str, block: int | None = None) -> int:
+        """Token balance in base units (at ``block``, else now)."""
         fn = self._c("Token").functions.balanceOf(self._cs(address))
-        return int(self._rpc(fn.call))
+        at = "latest" if block is None else block
+        return int(self._rpc(lambda: fn.call(block_identifier=at)))
+
+    def has_code(self, address: str) -> bool:
+        """Whether a contract lives at ``address`` (a fresh chain has none of ours)."""
+        return len(self._rpc(lambda: self.w3.eth.get_code(self._cs(address)))) > 0
 
     def eth_balance(self, address: str) -> int:
         return int(self._rpc(lambda: self.w3.eth.get_balance(self.w3.to_checksum_address(address))))
@@ -439,6 +456,27 @@ class ChainClient:
             )
         return sorted(out, key=lambda e: (e.block_number, e.log_index))
 
+    def claims_since(self, from_block: int, to_block: int | None = None) -> list[ClaimEvent]:
+        """Claimed events in ``[from_block, to_block]``, never past the confirmed block."""
+        last = self.confirmed_block_number()
+        end = last if to_block is None else min(to_block, last)
+        if end < from_block:
+            return []
+        event = self._c("Vault").events.Claimed
+        logs = self._rpc(lambda: event.get_logs(from_block=from_block, to_block=end))
+        out = [
+            ClaimEvent(
+                key=f"{_hex(log['transactionHash'])}:{int(log['logIndex'])}",
+                account=str(log["args"]["account"]),
+                amount=int(log["args"]["amount"]),
+                block_number=int(log["blockNumber"]),
+                tx_hash=_hex(log["transactionHash"]),
+                log_index=int(log["logIndex"]),
+            )
+            for log in logs
+        ]
+        return sorted(out, key=lambda e: (e.block_number, e.log_index))
+
     def post_root(
         self, settler_key: str, epoch: int, root: bytes, total_cumulative: int, fees_to_burn: int
     ) -> TxResult:
@@ -479,22 +517,34 @@ class ChainClient:
         fn = self._c("Vault").functions.claim(target, cumulative, [bytes(p) for p in proof])
         return self._transact(key, fn)
 
+    def gas_used(self, tx_hash: str) -> int:
+        """The gas a mined transaction used (crash recovery records it from the chain)."""
+        receipt = self._rpc(lambda: self.w3.eth.get_transaction_receipt(_hex(tx_hash)))
+        return int(receipt["gasUsed"])
+
     def claimed(self, address: str) -> int:
         """What ``address`` has been paid by claims so far (cumulative)."""
         return int(self._rpc(self._c("Vault").functions.claimed(self._cs(address)).call))
 
-    def vault_balance(self) -> int:
-        return self.balance_of(self._c("Vault").address)
+    def vault_balance(self, block: int | None = None) -> int:
+        return self.balance_of(self._c("Vault").address, block)
 
-    def vault_state(self) -> VaultState:
+    def vault_state(self, block: int | None = None) -> VaultState:
+        """The vault's figures at ``block`` (else now): reconciliation reads them at the
+        block its event scan reached, so a deposit mined meanwhile cannot skew them."""
         f = self._c("Vault").functions
+        at = "latest" if block is None else block
+
+        def read(fn: Any) -> Any:
+            return self._rpc(lambda: fn.call(block_identifier=at))
+
         return VaultState(
-            epoch=int(self._rpc(f.epoch().call)),
-            root=bytes(self._rpc(f.root().call)),
-            total_deposited=int(self._rpc(f.totalDeposited().call)),
-            total_cumulative=int(self._rpc(f.totalCumulative().call)),
-            total_burned=int(self._rpc(f.totalBurned().call)),
-            balance=self.vault_balance(),
+            epoch=int(read(f.epoch())),
+            root=bytes(read(f.root())),
+            total_deposited=int(read(f.totalDeposited())),
+            total_cumulative=int(read(f.totalCumulative())),
+            total_burned=int(read(f.totalBurned())),
+            balance=self.vault_balance(block),
         )
 
     # -- stakes -------------------------------------------------------------------------

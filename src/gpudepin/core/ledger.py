@@ -326,3 +326,32 @@ def mint_rewards(rewards: Mapping[str, int], ref: str = "") -> Transaction | Non
         return None
     total = sum(p.amount for p in legs)
     return Transaction("mint", (Posting(WORLD, -total), *legs), ref)
+
+
+# --- on-chain settlement: what an epoch root owes and what claims paid ---------------
+# Tokens owed on chain sit in ``claimable:X`` from the moment they are promised (an epoch
+# moves earnings there; a withdrawal request moves available tokens there) until the
+# vault's Claimed event shows they left, when they go to WORLD. The vault backs every
+# account but WORLD and BURNED, so reconciliation compares it with their sum.
+
+
+def claimable_account(owner: str) -> str:
+    return f"claimable:{owner.lower()}"
+
+
+def make_claimable(
+    balances: Mapping[str, int], owner: str, source: str, amount: int, ref: str = ""
+) -> Transaction:
+    """Promise ``amount`` of ``source`` (the owner's earned or available account) on chain."""
+    if source not in (earned_account(owner), available_account(owner)):
+        raise InvalidInput(f"{source} cannot become claimable by {owner}")
+    return _move(balances, "make_claimable", source, claimable_account(owner), amount, ref)
+
+
+def pay_claim(balances: Mapping[str, int], owner: str, amount: int, ref: str = "") -> Transaction:
+    """A claim paid on chain: the tokens leave the network's books for the outside world."""
+    _positive(amount, "claim")
+    _require(balances, claimable_account(owner), amount)
+    return Transaction(
+        "claim", (Posting(claimable_account(owner), -amount), Posting(WORLD, amount)), ref
+    )
