@@ -78,24 +78,25 @@ def run_task(argv: list[str]) -> dict[str, Any]:
     return {"result": str(result), "seconds": round(time.perf_counter() - started, 3)}
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point: print one JSON line and return the exit status."""
+def outcome(argv: list[str]) -> dict[str, Any]:
+    """Run a task and return the one JSON object that describes how it went."""
     try:
-        line = run_task(sys.argv[1:] if argv is None else argv)
-        status = 0
+        return run_task(argv)
     except GpudepinError as exc:
         message = f"{exc.message} ({exc.hint})" if exc.hint else exc.message
-        line, status = {"error": message, "code": exc.code}, 1
+        return {"error": message, "code": exc.code}
     except KeyError as exc:
-        line, status = (
-            {"error": f"the job or task spec lacks the field {exc}", "code": "internal"},
-            1,
-        )
+        return {"error": f"the job or task spec lacks the field {exc}", "code": "internal"}
     except Exception as exc:
         # The agent shows this line to people: one readable sentence, no traceback.
-        line, status = {"error": f"{type(exc).__name__}: {exc}", "code": "internal"}, 1
+        return {"error": f"{type(exc).__name__}: {exc}", "code": "internal"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: print one JSON line and return the exit status."""
+    line = outcome(sys.argv[1:] if argv is None else argv)
     print(json.dumps(line), flush=True)
-    return status
+    return 1 if "error" in line else 0
 
 
 if __name__ == "__main__":
