@@ -46,6 +46,17 @@ class CoordinatorSettings(BaseModel):
     stats_sample_interval_s: float = Field(default=300.0, gt=0)  # dashboard history
     token_usd: float = Field(default=1.0, ge=0)  # USD per token for the dashboard's USD figures
 
+    # trust layer (docs/verification.md)
+    audits: bool = True  # re-run a seeded sample of accepted results on other providers
+    verification_seed: int = 0  # audit draws are reproducible from this and the task id
+    hold_window_s: float = Field(default=7 * 86_400.0, ge=0)  # challenge window of earnings
+    unbonding_s: float = Field(default=14 * 86_400.0, ge=0)
+    known_answer_rate: float = Field(default=0.02, ge=0, le=1)
+    audit_wait_s: float = Field(default=60.0, ge=0)  # a job waits this long for an auditor
+    referee_local: bool = True  # the coordinator re-runs a disputed task when it has the engine
+    hwproof_every_s: float = Field(default=6 * 3600.0, ge=0)  # 0: only at registration
+    hwproof_setup_s: float = Field(default=1.0, gt=0)  # round-trip allowance of a proof
+
     @property
     def database_url(self) -> str:
         return self.db_url or f"sqlite:///{self.home / 'coordinator.db'}"

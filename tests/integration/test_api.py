@@ -108,18 +108,26 @@ def test_render_job_is_paid_per_accepted_frame_and_completes(net: Net, tmp_path:
     assert run_task(net, prov, tmp_path, 2)["state"] == "accepted"
     assert prov.poll(0) is None
     net.tick()
+    assert buyer.job(job["id"])["state"] == "running"  # waiting for an auditor
+    net.clock.t += net.rt.settings.audit_wait_s  # type: ignore[attr-defined]
+    net.tick()  # nobody of another operator can audit: it completes unchecked
     done = buyer.job(job["id"])
     assert done["state"] == "completed"
     names = [o["name"] for o in done["outputs"]]
     assert "frames.zip" in names
     files = buyer.download_outputs(job["id"], tmp_path / "out")
     assert all(f.stat().st_size > 0 for f in files)
-    assert prov.wallet()["earned"] == "0.95"  # 2 x 0.5, less the 5% protocol fee
+    # 2 x 0.5, less the 5% protocol fee, held until the challenge window closes
+    assert (prov.wallet()["held"], prov.wallet()["earned"]) == ("0.95", "0")
+    net.clock.t += net.rt.settings.hold_window_s  # type: ignore[attr-defined]
+    net.tick()
+    assert (prov.wallet()["held"], prov.wallet()["earned"]) == ("0", "0.95")
     assert buyer.wallet() == {
         "address": buyer.address,
         "available": "9",
         "escrow": "0",
         "earned": "0",
+        "held": "0",
     }
     summary = buyer.ledger_summary()
     assert summary["balanced"] and summary["totals"]["protocol:fees"] == "0.05"
@@ -201,8 +209,8 @@ def test_silent_provider_loses_the_task_and_its_late_result(net: Net, tmp_path: 
     png = frame_png(tmp_path / "late.png", task["job_spec"]["width"], task["job_spec"]["height"], 3)
     with pytest.raises(Forbidden, match="not assigned to you"):
         slow.submit_result(task["id"], png, {})
-    assert slow.wallet()["earned"] == "0"
-    assert fast.wallet()["earned"] == "0.475"
+    assert slow.wallet()["held"] == "0"
+    assert fast.wallet()["held"] == "0.475"
 
 
 def test_heartbeats_keep_an_assignment_alive(net: Net) -> None:

@@ -141,9 +141,18 @@ def jobs_show(
     events: Annotated[
         bool, typer.Option(help="Include the event log (who did what, when).")
     ] = False,
+    verification: Annotated[
+        bool, typer.Option(help="Show the audits: what was re-run, hashes, verdicts.")
+    ] = False,
 ) -> None:
     """One job: state, tasks and who ran each."""
     with state(ctx).client() as client:
+        if verification:
+            from gpudepin.cli.verification import print_verification
+
+            report = client.job_verification(job_id)
+            print_json(report) if as_json else print_verification(report)
+            return
         job = client.job(job_id, events=events)
     if as_json:
         print_json(job)

@@ -57,6 +57,7 @@ class LocalNetwork:
     port: int = 8470
     db_url: str | None = None
     assignment_ttl_s: float = 20.0
+    hold_window_s: float = 30.0  # a local network releases held earnings quickly
     extra_coordinator_args: list[str] = field(default_factory=list)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _coordinator_args: list[str] = field(default_factory=list)
@@ -89,6 +90,7 @@ class LocalNetwork:
         port = free_port(self.port)
         self.api_url = f"http://127.0.0.1:{port}"
         coord = ["coordinator", "--port", str(port), "--assignment-ttl", str(self.assignment_ttl_s)]
+        coord += ["--hold-window", str(self.hold_window_s), "--unbonding", str(self.hold_window_s)]
         if self.db_url:
             coord += ["--db", self.db_url]
         self._coordinator_args = coord + self.extra_coordinator_args

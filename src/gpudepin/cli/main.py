@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from gpudepin import __version__
-from gpudepin.cli import economics, enterprise, jobs, network, sim, stats, wallet
+from gpudepin.cli import economics, enterprise, jobs, network, sim, stats, verification, wallet
 from gpudepin.cli.common import ErrorHandlingGroup, State
 
 app = typer.Typer(
@@ -45,6 +45,7 @@ def version() -> None:
 
 
 network.register(app)
+verification.register(app)
 jobs.register(app)
 enterprise.register(app)
 wallet.register(app)

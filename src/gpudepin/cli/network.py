@@ -46,6 +46,15 @@ def coordinator(
     faucet: Annotated[
         bool, typer.Option(help="Credit free test tokens (local networks only).")
     ] = True,
+    hold_window: Annotated[
+        float, typer.Option(help="Seconds earnings stay held (challenge window) before release.")
+    ] = 7 * 86_400.0,
+    unbonding: Annotated[
+        float, typer.Option(help="Seconds unstaked tokens stay slashable before release.")
+    ] = 14 * 86_400.0,
+    verification_seed: Annotated[
+        int, typer.Option(help="Seed of the audit draws (with each task id: reproducible).")
+    ] = 0,
 ) -> None:
     """Run the coordinator (HTTP API on /v1, OpenAPI at /docs)."""
     import uvicorn
@@ -62,6 +71,9 @@ def coordinator(
         max_upload_bytes=max_upload_mb * 1024 * 1024,
         assignment_ttl_s=assignment_ttl,
         faucet=faucet,
+        hold_window_s=hold_window,
+        unbonding_s=unbonding,
+        verification_seed=verification_seed,
     )
     app = create_app(settings)
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -21,7 +21,7 @@ def register(app: typer.Typer) -> None:
 def _show(w: dict[str, str]) -> None:
     console.print(
         f"{w['address']}: available {w['available']} · in escrow {w['escrow']} · "
-        f"earned {w['earned']}"
+        f"earned {w['earned']}" + (f" · held {w['held']}" if w.get("held", "0") != "0" else "")
     )
 
 

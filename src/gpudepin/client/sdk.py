@@ -273,3 +273,34 @@ class Client:
     def provider_standing(self) -> list[dict[str, Any]]:
         """Each provider's enterprise standing: hardware proof, stake, 30-day uptime."""
         return list(self._send("GET", "/providers/standing", auth=False))
+
+    # ---- verification ---------------------------------------------------------------
+
+    def stake(self, amount: str) -> dict[str, Any]:
+        """Bond ``amount`` of your available tokens as provider stake."""
+        return dict(self._send("POST", "/providers/stake", json={"amount": amount}))
+
+    def unstake(self, amount: str) -> dict[str, Any]:
+        """Start unbonding ``amount`` of stake (released after the unbonding delay)."""
+        return dict(self._send("POST", "/providers/unstake", json={"amount": amount}))
+
+    def stake_info(self) -> dict[str, Any]:
+        return dict(self._send("GET", "/providers/stake"))
+
+    def reputation(self, address: str | None = None) -> dict[str, Any]:
+        """A provider's record (yours by default): verified tasks, faults, stake, ban."""
+        who = (address or self.address).lower()
+        return dict(self._send("GET", f"/providers/{who}/reputation", auth=False))
+
+    def job_verification(self, job_id: str) -> dict[str, Any]:
+        """Every verification decision of one of your jobs, with its evidence."""
+        return dict(self._send("GET", f"/jobs/{job_id}/verification"))
+
+    def hwproof_commit(self, challenge_id: str, commitment: str) -> list[int]:
+        out = self._send("POST", f"/hwproof/{challenge_id}/commit", json={"commitment": commitment})
+        return [int(r) for r in out["rows"]]
+
+    def hwproof_answer(self, challenge_id: str, answers: list[dict[str, Any]]) -> dict[str, Any]:
+        return dict(
+            self._send("POST", f"/hwproof/{challenge_id}/answer", json={"answers": answers})
+        )

@@ -11,7 +11,15 @@ from fastapi.responses import FileResponse
 from sqlalchemy import insert, select
 
 from gpudepin import API_VERSION, __version__
-from gpudepin.coordinator import auth, db, enterprise, schemas, service, store
+from gpudepin.coordinator import (
+    auth,
+    db,
+    enterprise,
+    schemas,
+    service,
+    store,
+    verification_http,
+)
 from gpudepin.coordinator.app import Runtime
 from gpudepin.coordinator.blobs import check_sha256
 from gpudepin.core.errors import Forbidden, InvalidInput, NotFound, PayloadTooLarge, Unauthorized
@@ -282,6 +290,7 @@ def register(
             body.agent_version,
             rt.clock(),
         )
+        verification_http.on_registered(rt, conn, who)
     return {"address": who, "registered": True, "assignment_ttl_s": rt.settings.assignment_ttl_s}
 
 
@@ -302,6 +311,9 @@ def poll(
         service.require_provider(conn, who)
     deadline = rt.clock() + max(0.0, min(wait, rt.settings.long_poll_s))
     while True:
+        extra = verification_http.claim_extra(rt, who)  # hardware proofs and audits first
+        if extra is not None:
+            return {"task": extra}
         with rt.engine.begin() as conn:
             claimed = service.claim_task(conn, who, rt.clock(), rt.settings.assignment_ttl_s)
         if claimed is not None:
@@ -329,6 +341,10 @@ def poll(
 def task_input(
     task_id: str, name: str, who: str = Depends(caller), rt: Runtime = Depends(runtime)
 ) -> FileResponse:
+    if verification_http.verification.is_check_id(task_id):
+        return FileResponse(
+            rt.blobs.open_path(verification_http.check_input(rt, task_id, who, name)), filename=name
+        )
     with rt.engine.connect() as conn:
         task = service.require_assigned(conn, task_id, who)
         job = service.get_job(conn, task.job_id)
@@ -345,6 +361,11 @@ def submit_result(
     sha = check_sha256(body.sha256)
     if recover_signer(result_message(task_id, sha), body.signature) != who:
         raise Forbidden("the result's signature is not yours", hint="Sign with the agent's key.")
+    if verification_http.verification.is_check_id(task_id):
+        with rt.engine.connect() as conn:
+            _owned_blob(conn, sha, who)
+        state = verification_http.submit_check(rt, task_id, who, sha, body.signature)
+        return {"task_id": task_id, "state": state, "reason": None}
     with rt.engine.connect() as conn:
         task = service.require_assigned(conn, task_id, who)
         job = service.get_job(conn, task.job_id)
@@ -372,6 +393,9 @@ def fail_task(
     task_id: str, body: schemas.FailIn, who: str = Depends(caller), rt: Runtime = Depends(runtime)
 ) -> dict[str, Any]:
     """A provider gives a task back because it could not run it; the task is retried."""
+    if verification_http.verification.is_check_id(task_id):
+        state = verification_http.fail_check(rt, task_id, who, body.reason)
+        return {"task_id": task_id, "state": state}
     with rt.engine.begin() as conn:
         state = service.give_back(conn, who, task_id, body.reason, rt.clock())
     rt.notify_work()

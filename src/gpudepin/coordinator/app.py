@@ -119,7 +119,13 @@ def create_app(
 
 def api_routers() -> list[APIRouter]:
     """Every domain's ``/v1`` router; a new domain adds its module here."""
-    from gpudepin.coordinator import api, api_enterprise, api_stats
+    from gpudepin.coordinator import api, api_enterprise, api_stats, api_verification
     from gpudepin.dashboard import pages
 
-    return [api.router, api_enterprise.router, api_stats.router, pages.router]
+    return [
+        api.router,
+        api_enterprise.router,
+        api_stats.router,
+        api_verification.router,
+        pages.router,
+    ]

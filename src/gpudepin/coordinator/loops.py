@@ -29,9 +29,10 @@ def tick(rt: Runtime) -> None:
 
 def duties() -> list[Callable[[Runtime], None]]:
     """The periodic duties, in order; a new domain adds its own here."""
+    from gpudepin.coordinator.verification_duty import verification_duty
     from gpudepin.dashboard.history import sample_stats
 
-    return [expire_and_merge, enterprise.sla_duty, sample_stats]
+    return [verification_duty, expire_and_merge, enterprise.sla_duty, sample_stats]
 
 
 def expire_and_merge(rt: Runtime) -> None:

@@ -42,11 +42,13 @@ def wallet(conn: Connection, address: str) -> dict[str, int]:
             select(db.balances).where(db.balances.c.account.like(escrow_prefix + "%"))
         )
     )
-    earned = store.balances_for(conn, [ledger.earned_account(addr)])
+    earned = store.balances_for(conn, [ledger.earned_account(addr), ledger.held_account(addr)])
     return {
         "available": avail[ledger.available_account(addr)],
         "escrow": escrow_total,
         "earned": earned[ledger.earned_account(addr)],
+        # earnings still inside their challenge window (see coordinator/verification.py)
+        "held": earned[ledger.held_account(addr)],
     }
 
 
@@ -79,6 +81,9 @@ def register_provider(
     now: float,
 ) -> None:
     """Create or update a provider's record (its hardware as it reported it)."""
+    from gpudepin.coordinator import verification  # it builds on this module
+
+    verification.require_not_banned(conn, address)
     cls = gpu_class(str(hardware.get("gpu_class", "cpu"))).name
     values = dict(
         name=name,
@@ -106,6 +111,9 @@ def require_provider(conn: Connection, address: str) -> Any:
             "this address is not a registered provider",
             hint="Start the agent with `gpudepin provider start`; it registers itself.",
         )
+    from gpudepin.coordinator import verification  # it builds on this module
+
+    verification.require_not_banned(conn, address)
     return row
 
 
@@ -120,6 +128,9 @@ def heartbeat(conn: Connection, address: str, now: float, ttl: float) -> int:
         .where(db.tasks.c.provider == address, db.tasks.c.state == TaskState.ASSIGNED.value)
         .values(deadline=now + ttl)
     )
+    from gpudepin.coordinator import verification  # it builds on this module
+
+    verification.extend_checks(conn, address, now, ttl)
     return res.rowcount or 0
 
 
@@ -340,7 +351,8 @@ def submit_result(
     fee_bps: int,
     now: float,
 ) -> str:
-    """Record a provider's result; pay it when accepted, requeue the task when rejected."""
+    """Record a provider's result; pay it into hold-back when accepted (the trust layer
+    audits it and releases the pay after the challenge window), requeue it when rejected."""
     task = require_assigned(conn, task_id, provider)
     task_transition(task.state, TaskState.SUBMITTED)
     conn.execute(
@@ -374,17 +386,18 @@ def submit_result(
         .where(db.tasks.c.id == task_id)
         .values(state=TaskState.ACCEPTED.value, updated_at=now)
     )
-    escrow = ledger.escrow_account(job.buyer, job.id)
-    pay = ledger.pay_from_escrow(
-        store.lock_balances(conn, [escrow]),
-        job.buyer,
-        job.id,
-        provider,
-        task.price,
-        fee_bps,
-        memo=f"task {task_id}",
+    from gpudepin.coordinator import verification  # it builds on this module
+
+    verification.on_accepted(
+        conn,
+        task=task,
+        job=job,
+        provider=provider,
+        sha256=sha256,
+        signature=signature,
+        fee_bps=fee_bps,
+        now=now,
     )
-    store.apply(conn, pay, now)
     store.record(
         conn,
         now,
@@ -466,14 +479,18 @@ def expire_assignments(conn: Connection, now: float) -> int:
 
 
 def jobs_ready_to_merge(conn: Connection) -> list[str]:
-    """Running jobs whose every task is accepted: their outputs still need merging."""
+    """Running jobs whose every task is accepted and no audit is open: ready to merge."""
     open_tasks = (
         select(db.tasks.c.job_id)
         .where(db.tasks.c.state != TaskState.ACCEPTED.value)
         .group_by(db.tasks.c.job_id)
     )
+    from gpudepin.coordinator import verification  # it builds on this module
+
     q = select(db.jobs.c.id).where(
-        db.jobs.c.state == JobState.RUNNING.value, db.jobs.c.id.not_in(open_tasks)
+        db.jobs.c.state == JobState.RUNNING.value,
+        db.jobs.c.id.not_in(open_tasks),
+        db.jobs.c.id.not_in(verification.blocking_jobs()),
     )
     return [r.id for r in conn.execute(q)]
 

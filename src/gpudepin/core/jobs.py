@@ -46,7 +46,8 @@ TASK_TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
     # back to pending when the assignment expires
     TaskState.ASSIGNED: frozenset({TaskState.SUBMITTED, TaskState.PENDING, TaskState.CANCELLED}),
     TaskState.SUBMITTED: frozenset({TaskState.ACCEPTED, TaskState.REJECTED}),
-    TaskState.ACCEPTED: frozenset(),
+    # an audit that proves an accepted result wrong rejects it after the fact
+    TaskState.ACCEPTED: frozenset({TaskState.REJECTED}),
     # a rejected result is redone by another attempt, if any are left
     TaskState.REJECTED: frozenset({TaskState.PENDING, TaskState.CANCELLED}),
     TaskState.CANCELLED: frozenset(),

@@ -355,3 +355,25 @@ def pay_claim(balances: Mapping[str, int], owner: str, amount: int, ref: str = "
     return Transaction(
         "claim", (Posting(claimable_account(owner), -amount), Posting(WORLD, amount)), ref
     )
+
+
+def reverse_held_payment(
+    balances: Mapping[str, int],
+    provider: str,
+    to_account: str,
+    net: int,
+    fee: int,
+    ref: str = "",
+) -> Transaction:
+    """Undo a held task payment proven wrong: the provider's held pay and the protocol fee
+    go back to ``to_account`` (the job's escrow while the task is redone, else the buyer's
+    available balance), so the buyer never pays for rejected work."""
+    _positive(net + fee, "reversal")
+    _require(balances, held_account(provider), net)
+    _require(balances, FEES, fee)
+    legs = [
+        Posting(held_account(provider), -net),
+        Posting(FEES, -fee),
+        Posting(to_account, net + fee),
+    ]
+    return Transaction("reverse_payment", tuple(p for p in legs if p.amount), ref)

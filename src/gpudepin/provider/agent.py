@@ -95,14 +95,28 @@ class Agent:
         beat = threading.Thread(target=self._heartbeats, name="heartbeat", daemon=True)
         beat.start()
         while not self.stop.is_set():
-            task = self._retry("poll", self.client.poll, self.config.long_poll_s)
-            if task:
+            try:
+                task = self._retry("poll", self.client.poll, self.config.long_poll_s)
+            except Forbidden as exc:  # banned, say: polling again cannot help
+                log.error("the coordinator refuses this provider: %s", exc)
+                break
+            if task and task["kind"] == "hwproof":
+                self._prove_hardware(task)
+            elif task:
                 self._run_task(task)
                 self.done += 1
                 if self.config.max_tasks is not None and self.done >= self.config.max_tasks:
                     break
         self.stop.set()
         beat.join(timeout=5)
+
+    def _prove_hardware(self, task: dict[str, Any]) -> None:
+        from gpudepin.provider.hwproof import answer_challenge
+
+        try:
+            answer_challenge(self.client, task, self.hardware.get("device", "cpu"))
+        except GpudepinError as exc:
+            log.warning("hardware proof failed: %s", exc)
 
     def shutdown(self) -> None:
         self.stop.set()
@@ -204,7 +218,11 @@ class Agent:
 
 def run_agent(client: Client, config: AgentConfig, hardware: dict[str, Any], workdir: Path) -> int:
     """Run until SIGINT/SIGTERM (or ``max_tasks``); returns the number of tasks done."""
-    agent = Agent(client, config, hardware, workdir)
+    return run_agent_with(Agent(client, config, hardware, workdir))
+
+
+def run_agent_with(agent: Agent) -> int:
+    """Run ``agent`` until SIGINT/SIGTERM (or its ``max_tasks``)."""
 
     def _stop(signum: int, _frame: object) -> None:
         agent.shutdown()

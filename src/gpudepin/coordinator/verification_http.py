@@ -1,0 +1,46 @@
+"""What the task routes of ``api.py`` ask of the trust layer: work that is not a job's
+task (checks, hardware proofs) travels through the same poll, input and result routes."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from gpudepin.coordinator import hwproofs, verification
+from gpudepin.core.errors import NotFound
+
+if TYPE_CHECKING:
+    from gpudepin.coordinator.app import Runtime
+
+
+def claim_extra(rt: Runtime, who: str) -> dict[str, Any] | None:
+    """A hardware challenge or a check for ``who``, before any job task."""
+    now = rt.clock()
+    with rt.engine.begin() as conn:
+        return hwproofs.claim(conn, who, now) or verification.claim_check(
+            conn, who, now, rt.settings.assignment_ttl_s
+        )
+
+
+def on_registered(rt: Runtime, conn: Any, who: str) -> None:
+    """Challenge a newly registered (or re-registered) provider's hardware claim."""
+    prov = verification._provider(conn, who)
+    hwproofs.schedule(conn, who, prov.gpu_class, rt.clock(), rt.settings)
+
+
+def check_input(rt: Runtime, check_id: str, who: str, name: str) -> str:
+    with rt.engine.connect() as conn:
+        _, job = verification.running_check(conn, check_id, who)
+    sha = job.inputs.get(name)
+    if sha is None:
+        raise NotFound(f"check {check_id} has no input {name!r}")
+    return str(sha)
+
+
+def submit_check(rt: Runtime, check_id: str, who: str, sha: str, signature: str) -> str:
+    with rt.engine.begin() as conn:
+        return verification.submit_check(conn, check_id, who, sha, signature, rt.clock())
+
+
+def fail_check(rt: Runtime, check_id: str, who: str, reason: str) -> str:
+    with rt.engine.begin() as conn:
+        return verification.fail_check(conn, check_id, who, reason, rt.clock())
