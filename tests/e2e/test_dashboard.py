@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -56,6 +59,13 @@ def test_the_dashboard_shows_a_finished_job_and_links_to_its_page(
     assert buyer.job(job["id"])["state"] == "completed"
     stats = httpx.get(f"{network.api_url}/v1/stats").json()["headline"]
     assert stats["jobs_completed"] == 1 and stats["volume_24h"] == "1"
+    cli = [sys.executable, "-m", "gpudepin", "--home", str(network.home)]
+    out = subprocess.run([*cli, "stats", "--json"], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout)["headline"]["providers_online"] == 2
+    card = subprocess.run(
+        [*cli, "economics", "viability", "--json"], capture_output=True, text=True, check=True
+    )
+    assert json.loads(card.stdout)["grade"] in {"A", "B", "C", "D"}
 
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])

@@ -175,3 +175,32 @@ def test_an_empty_network_has_no_figures_to_divide_by(engine: Engine) -> None:
         snap = figures.snapshot(conn, NOW, 20, 1.0)
     assert h.utilization == 0.0 and h.providers_online == 0
     assert snap["ago_24h"] is None and snap["market_prints"] == []
+
+
+def test_metrics_page_and_grafana_dashboard_agree(tmp_path: Path) -> None:
+    import json
+
+    from fastapi.testclient import TestClient
+
+    from gpudepin.coordinator.app import create_app
+    from gpudepin.settings import CoordinatorSettings
+
+    app = create_app(CoordinatorSettings(home=tmp_path), run_loops=False, clock=lambda: NOW)
+    with TestClient(app) as http:
+        with app.state.rt.engine.begin() as conn:
+            provider(conn, "0xa", "rtx4090", "eu-west", NOW - 1)
+        exposition = http.get("/metrics").text
+        page = http.get("/")
+        stats = http.get("/v1/stats").json()
+        viability = http.get("/v1/stats/viability").json()
+    assert "gpudepin_providers_online 1.0" in exposition
+    assert 'gpudepin_gpus_online_by_class{gpu_class="rtx4090"} 1.0' in exposition
+    root = Path(__file__).resolve().parents[2]
+    grafana = json.loads((root / "deploy" / "grafana-dashboard.json").read_text())
+    for panel in grafana["panels"]:
+        for target in panel["targets"]:
+            assert f"{target['expr']} " in exposition or f"{target['expr']}{{" in exposition
+    assert page.status_code == 200 and 'data-figure="providers_online"' in page.text
+    assert "no market data yet" in page.text
+    assert stats["headline"]["providers_online"] == 1
+    assert viability["figures"]["gpus_by_class"] == {"rtx4090": 1}
