@@ -49,7 +49,7 @@ QUOTED_RTX4090_USD_PER_DAY = (3.0, 7.0)
 
 def tokens(units: int) -> float:
     """Base units as whole tokens (display only: never feed this back into the ledger)."""
-    return units / UNIT
+    return int(units) / float(UNIT)
 
 
 def optional_tables(conn: Connection) -> set[str]:

@@ -22,7 +22,7 @@ from gpudepin.core import ledger
 from gpudepin.core.errors import GpudepinError
 from gpudepin.core.money import format_amount
 from gpudepin.dashboard import charts, figures, history
-from gpudepin.economics.viability import scorecard
+from gpudepin.economics.viability import NetworkFigures, scorecard
 
 router = APIRouter(include_in_schema=False)
 
@@ -233,7 +233,7 @@ def dashboard_html(rt: Runtime) -> str:
         providers = service.list_providers(conn)
         done = service.provider_task_counts(conn)
     h, ago = snap["headline"], snap["ago_24h"]
-    card = scorecard(figures.NetworkFigures.from_dict(snap["network_figures"])).to_dict()
+    card = scorecard(NetworkFigures.from_dict(snap["network_figures"])).to_dict()
 
     regions = [
         [

@@ -302,8 +302,8 @@ class Simulation:
             online_cls[self.cls[i]] = online_cls.get(self.cls[i], 0) + 1
             online_reg[self.region[i]] = online_reg.get(self.region[i], 0) + 1
         fleet: dict[str, int] = {}
-        for c in self.cls:
-            fleet[c] = fleet.get(c, 0) + 1
+        for name in self.cls:
+            fleet[name] = fleet.get(name, 0) + 1
         return SimResult(
             params=p,
             days=self.days,

@@ -14,8 +14,8 @@ from gpudepin.economics.viability import NetworkFigures, scorecard
 from gpudepin.sim.engine import CLASS_MIX, SimResult
 
 
-def _tokens(units: int | float) -> float:
-    return units / UNIT
+def _tokens(units: float) -> float:
+    return float(units) / float(UNIT)
 
 
 def mean_price(result: SimResult, cls: str) -> float | None:
@@ -128,9 +128,10 @@ def charts(result: SimResult, out: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(8, 3.5))
     for cls in CLASS_MIX:
         ys = [
-            d.price_sum.get(cls, 0) / d.price_n[cls] if d.price_n.get(cls) else None for d in days
+            d.price_sum.get(cls, 0) / d.price_n[cls] if d.price_n.get(cls) else float("nan")
+            for d in days
         ]
-        ax.plot(xs, [y if y is not None else float("nan") for y in ys], label=cls)
+        ax.plot(xs, ys, label=cls)
     ax.set(title="Mean clearing price, $/GPU-hour", xlabel="day", yscale="log")
     ax.legend(fontsize=7)
     save(fig, "prices.png")
