@@ -31,6 +31,12 @@ class CoordinatorSettings(BaseModel):
     faucet: bool = True  # only on a local network: credits test tokens
     session_ttl_s: int = 24 * 3600
     loop_interval_s: float = 1.0
+    # on-chain settlement (docs/chain.md); off while chain_rpc is None
+    chain_rpc: str | None = None
+    chain_config: Path | None = None  # default HOME/chain.json (addresses, chain id)
+    chain_keys_dir: Path | None = None  # settlement/arbiter/minter keys; default HOME/keys
+    chain_confirmations: int = Field(default=0, ge=0)
+    epoch_interval_s: float = Field(default=3600.0, gt=0)
     # enterprise tier (docs/enterprise.md)
     enterprise_min_stake: str = "200"  # tokens staked, io.net's per-GPU bar
     enterprise_min_uptime: float = Field(default=0.99, ge=0, le=1)

@@ -12,10 +12,14 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 
 from gpudepin.core.errors import Conflict, Unavailable
+
+if TYPE_CHECKING:
+    from gpudepin.chain.anvil import AnvilNode
 
 REGIONS = ("eu-west", "us-east", "eu-central", "ap-south")
 
@@ -59,9 +63,15 @@ class LocalNetwork:
     assignment_ttl_s: float = 20.0
     hold_window_s: float = 30.0  # a local network releases held earnings quickly
     extra_coordinator_args: list[str] = field(default_factory=list)
+    # settle on a local Anvil chain (HOME/chain/state.json) when Anvil is installed
+    chain: bool = False
+    epoch_interval_s: float = 10.0
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _coordinator_args: list[str] = field(default_factory=list)
     api_url: str = ""
+    anvil: AnvilNode | None = None
+    chain_rpc: str = ""
+    chain_note: str = ""  # one line for the user: where settlement runs, or why it is off
 
     @property
     def state_file(self) -> Path:
@@ -93,9 +103,11 @@ class LocalNetwork:
         coord += ["--hold-window", str(self.hold_window_s), "--unbonding", str(self.hold_window_s)]
         if self.db_url:
             coord += ["--db", self.db_url]
-        self._coordinator_args = coord + self.extra_coordinator_args
-        self._spawn("coordinator", self._coordinator_args)
         try:
+            if self.chain:
+                coord += self._start_chain()
+            self._coordinator_args = coord + self.extra_coordinator_args
+            self._spawn("coordinator", self._coordinator_args)
             wait_healthy(self.api_url, self.procs["coordinator"])
             for i in range(1, self.providers + 1):
                 self.start_provider(i)
@@ -104,6 +116,44 @@ class LocalNetwork:
             raise
         self._write_state()
         return self.api_url
+
+    def _start_chain(self) -> list[str]:
+        """Start Anvil on its state file and deploy the contracts on first run; returns
+        the coordinator's chain arguments (none, with a note, when Anvil is missing)."""
+        from gpudepin.chain.anvil import NPM_PACKAGE, AnvilNode, find_anvil
+        from gpudepin.chain.anvil import free_port as any_free_port
+
+        if find_anvil() is None:
+            self.chain_note = (
+                f"settlement is off: Anvil is not installed (`npm install {NPM_PACKAGE}` "
+                "in the repository; see docs/chain.md)"
+            )
+            return []
+        from gpudepin.chain.client import ChainClient
+        from gpudepin.chain.config import ensure_deployed
+
+        (self.home / "logs").mkdir(exist_ok=True)
+        self.anvil = AnvilNode(
+            self.home / "chain" / "state.json",
+            port=any_free_port(),
+            log_file=self.home / "logs" / "anvil.log",
+        )
+        self.anvil.start()
+        self.chain_rpc = self.anvil.rpc_url
+        cfg, fresh = ensure_deployed(ChainClient(self.chain_rpc), self.home)
+        self.chain_note = (
+            f"settling on the local chain at {self.chain_rpc} every {self.epoch_interval_s:g}s "
+            f"({'deployed' if fresh else 'reused'} vault {cfg.addresses['vault']})"
+        )
+        return ["--chain-rpc", self.chain_rpc, "--epoch-interval", str(self.epoch_interval_s)]
+
+    def restart_chain(self) -> None:
+        """Stop Anvil (it saves its state) and start it again on the same port."""
+        if self.anvil is None:
+            raise Unavailable("this network runs without a chain")
+        self.anvil.stop()
+        self.anvil.start()
+        self._write_state()
 
     def start_provider(self, i: int) -> None:
         name = f"provider-{i}"
@@ -129,7 +179,11 @@ class LocalNetwork:
     def _write_state(self) -> None:
         self.state_file.write_text(
             json.dumps(
-                {"api_url": self.api_url, "pids": {n: p.pid for n, p in self.procs.items()}},
+                {
+                    "api_url": self.api_url,
+                    "chain_rpc": self.chain_rpc,
+                    "pids": {n: p.pid for n, p in self.procs.items()},
+                },
                 indent=2,
             )
         )
@@ -162,6 +216,8 @@ class LocalNetwork:
                 proc.kill()
                 proc.wait()
         self.procs.clear()
+        if self.anvil is not None:
+            self.anvil.stop()  # after the coordinator: it may be posting a root
         self.state_file.unlink(missing_ok=True)
 
 

@@ -8,7 +8,17 @@ from typing import Annotated
 import typer
 
 from gpudepin import __version__
-from gpudepin.cli import economics, enterprise, jobs, network, sim, stats, verification, wallet
+from gpudepin.cli import (
+    chain,
+    economics,
+    enterprise,
+    jobs,
+    network,
+    sim,
+    stats,
+    verification,
+    wallet,
+)
 from gpudepin.cli.common import ErrorHandlingGroup, State
 
 app = typer.Typer(
@@ -51,6 +61,7 @@ enterprise.register(app)
 wallet.register(app)
 stats.register(app)
 sim.register(app)
+chain.register(app)
 app.add_typer(
     economics.app, name="economics", help="Provider profitability, tokenomics, viability."
 )

@@ -55,6 +55,23 @@ def coordinator(
     verification_seed: Annotated[
         int, typer.Option(help="Seed of the audit draws (with each task id: reproducible).")
     ] = 0,
+    chain_rpc: Annotated[
+        str | None,
+        typer.Option(help="Settle on the EVM chain at this JSON-RPC URL (see docs/chain.md)."),
+    ] = None,
+    chain_config: Annotated[
+        Path | None, typer.Option(help="Deployed addresses and chain id. Default: HOME/chain.json.")
+    ] = None,
+    chain_keys: Annotated[
+        Path | None,
+        typer.Option(help="Folder of settlement/arbiter/minter .key files. Default: HOME/keys."),
+    ] = None,
+    confirmations: Annotated[
+        int, typer.Option(help="Blocks on top of a chain event before it counts.")
+    ] = 0,
+    epoch_interval: Annotated[
+        float, typer.Option(help="Seconds between settlement epochs (roots posted on chain).")
+    ] = 3600.0,
 ) -> None:
     """Run the coordinator (HTTP API on /v1, OpenAPI at /docs)."""
     import uvicorn
@@ -74,6 +91,11 @@ def coordinator(
         hold_window_s=hold_window,
         unbonding_s=unbonding,
         verification_seed=verification_seed,
+        chain_rpc=chain_rpc,
+        chain_config=chain_config,
+        chain_keys_dir=chain_keys,
+        chain_confirmations=confirmations,
+        epoch_interval_s=epoch_interval,
     )
     app = create_app(settings)
     uvicorn.run(app, host=host, port=port, log_level="warning")
@@ -129,11 +151,26 @@ def up(
     providers: Annotated[int, typer.Option(help="Number of local provider agents.")] = 3,
     port: Annotated[int, typer.Option(help="Coordinator port (another free one if taken).")] = 8470,
     db: Annotated[str | None, typer.Option(help="Database URL. Default: SQLite in HOME.")] = None,
+    chain: Annotated[
+        bool, typer.Option(help="Settle on a local Anvil chain (kept in HOME/chain).")
+    ] = True,
+    epoch_interval: Annotated[
+        float, typer.Option(help="Seconds between settlement epochs on the local chain.")
+    ] = 10.0,
 ) -> None:
     """Run a whole network here: coordinator + provider agents. Ctrl-C stops every process."""
-    net = LocalNetwork(state(ctx).home, providers=providers, port=port, db_url=db)
+    net = LocalNetwork(
+        state(ctx).home,
+        providers=providers,
+        port=port,
+        db_url=db,
+        chain=chain,
+        epoch_interval_s=epoch_interval,
+    )
     url = net.start()
     console.print(f"gpudepin is up: API {url}  (docs {url}/docs)")
+    if net.chain_note:
+        console.print(net.chain_note, soft_wrap=True)
     console.print(f"{providers} provider agents; logs in {net.home / 'logs'}; Ctrl-C stops it all")
     try:
         _serve_until_interrupted(net)
@@ -156,17 +193,24 @@ def demo(
     from gpudepin.workloads.scenes import demo_scene_path
 
     st = state(ctx)
-    net = LocalNetwork(st.home, providers=providers, port=0)
+    net = LocalNetwork(st.home, providers=providers, port=0, chain=True)
     started = time.monotonic()
     console.print(
         f"starting a local network (coordinator + {providers} provider agents) in {st.home} …"
     )
     url = net.start()
+    if net.chain_note:
+        console.print(net.chain_note, soft_wrap=True)
     try:
         with Client(url, load_or_create_key(st.home, st.key)) as client:
             _wait_for_providers(client, providers)
-            client.faucet("100")
-            console.print("credited 100 free test tokens to the buyer (local faucet)")
+            if net.chain_rpc:
+                from gpudepin.cli.chain import deposit_on_chain
+
+                deposit_on_chain(st, client, "100")
+            else:
+                client.faucet("100")
+                console.print("credited 100 free test tokens to the buyer (local faucet)")
             job = client.submit_job(
                 "render", {"frames": frames}, {"scene": demo_scene_path()}, "0.01"
             )

@@ -34,9 +34,22 @@ def balance(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")]
 
 
 @wallet_app.command("deposit")
-def deposit(ctx: typer.Context, amount: str) -> None:
-    """Add tokens. On a local network this is a faucet that credits free TEST tokens."""
-    with state(ctx).client() as client:
+def deposit(
+    ctx: typer.Context,
+    amount: str,
+    chain_rpc: Annotated[
+        str | None, typer.Option(help="JSON-RPC URL of the chain (default: the coordinator's).")
+    ] = None,
+) -> None:
+    """Add tokens: on a chain network, sent to the vault (the local chain's faucet tops
+    you up with TEST tokens); on a network without a chain, a faucet of test credits."""
+    from gpudepin.cli.chain import deposit_on_chain
+
+    st = state(ctx)
+    with st.client() as client:
+        if client.chain_status()["enabled"]:
+            deposit_on_chain(st, client, amount, chain_rpc)
+            return
         w = client.faucet(amount)
     console.print(f"credited {amount} test tokens from the local faucet (not real money)")
     _show(w)
@@ -50,9 +63,15 @@ def withdraw(
         str, typer.Option("--from", help="available (buyer) or earned (provider).")
     ] = "available",
 ) -> None:
-    """Take tokens out of the network."""
+    """Take tokens out of the network (on chain: claimable after the next epoch)."""
     with state(ctx).client() as client:
         w = client.withdraw(amount, source)
+        on_chain = client.chain_status()["enabled"]
+    if on_chain:
+        console.print(
+            f"withdrawal of {amount} requested: it enters the next epoch's root; "
+            "then `gpudepin wallet claim` pays it to your address on chain"
+        )
     _show(w)
 
 

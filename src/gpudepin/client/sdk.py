@@ -274,6 +274,31 @@ class Client:
         """Each provider's enterprise standing: hardware proof, stake, 30-day uptime."""
         return list(self._send("GET", "/providers/standing", auth=False))
 
+    # ---- chain ----
+
+    def chain_status(self) -> dict[str, Any]:
+        """Whether the coordinator settles on chain, where, and whether settlement is halted."""
+        return dict(self._send("GET", "/chain/status", auth=False))
+
+    def chain_epochs(self, limit: int = 100) -> list[dict[str, Any]]:
+        return list(self._send("GET", "/chain/epochs", auth=False, params={"limit": limit}))
+
+    def chain_proof(self, address: str | None = None) -> dict[str, Any]:
+        """The Merkle proof of what ``address`` (default: ours) is owed in the latest root."""
+        return dict(self._send("GET", f"/chain/proof/{address or self.address}", auth=False))
+
+    def chain_account(self, address: str | None = None) -> dict[str, Any]:
+        """Earned, held, claimable and claimed figures of ``address`` (default: ours)."""
+        return dict(self._send("GET", f"/chain/accounts/{address or self.address}", auth=False))
+
+    def chain_deposits(self, tx_hash: str) -> list[dict[str, Any]]:
+        """The deposits of a transaction the coordinator has credited (empty: not yet)."""
+        return list(self._send("GET", f"/chain/deposits/{tx_hash}", auth=False))
+
+    def chain_faucet(self, amount: str) -> dict[str, Any]:
+        """Local chain only: test tokens ("0": gas money alone) to our address."""
+        return dict(self._send("POST", "/chain/faucet", json={"amount": amount}))
+
     # ---- verification ---------------------------------------------------------------
 
     def stake(self, amount: str) -> dict[str, Any]:

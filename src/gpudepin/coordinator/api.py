@@ -17,6 +17,7 @@ from gpudepin.coordinator import (
     enterprise,
     schemas,
     service,
+    settlement,
     store,
     verification_http,
 )
@@ -430,6 +431,11 @@ def faucet(
 ) -> dict[str, Any]:
     if not rt.settings.faucet:
         raise Forbidden("this network has no faucet", hint="Deposit real tokens on chain.")
+    if rt.chain is not None:  # an off-chain credit would leave the vault short
+        raise Forbidden(
+            "this network settles on chain: deposits go through the vault",
+            hint="Use `gpudepin wallet deposit AMOUNT` (it uses the local chain's faucet).",
+        )
     amount = parse_amount(body.amount)
     if amount > parse_amount("1000000"):
         raise InvalidInput("the faucet gives at most 1,000,000 test tokens at a time")
@@ -443,7 +449,12 @@ def withdraw(
     body: schemas.WithdrawIn, who: str = Depends(caller), rt: Runtime = Depends(runtime)
 ) -> dict[str, Any]:
     with rt.engine.begin() as conn:
-        service.withdraw(conn, who, body.source, parse_amount(body.amount), rt.clock())
+        if rt.chain is not None:  # on chain a withdrawal is claimed after the next epoch
+            settlement.request_withdrawal(
+                conn, who, body.source, parse_amount(body.amount), rt.clock()
+            )
+        else:
+            service.withdraw(conn, who, body.source, parse_amount(body.amount), rt.clock())
         return _wallet_view(conn, who)
 
 

@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -34,6 +35,7 @@ class Runtime:
     clock: Callable[[], float] = time.time
     # wakes long-polling agents when work appears (same process; other processes poll)
     work_ready: threading.Condition = field(default_factory=threading.Condition)
+    chain: Any = None  # a settlement.ChainLink when the coordinator settles on chain
 
     def notify_work(self) -> None:
         with self.work_ready:
@@ -50,11 +52,12 @@ def create_app(
     settings: CoordinatorSettings, *, run_loops: bool = True, clock: Callable[[], float] = time.time
 ) -> FastAPI:
     """Build the coordinator. ``run_loops=False`` leaves background work to the caller."""
-    from gpudepin.coordinator import loops
+    from gpudepin.coordinator import loops, settlement
 
     engine = make_engine(settings.database_url)
     migrate(engine)
     rt = Runtime(settings, engine, BlobStore(settings.blob_dir, settings.max_upload_bytes), clock)
+    rt.chain = settlement.connect(settings, clock())
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -119,11 +122,12 @@ def create_app(
 
 def api_routers() -> list[APIRouter]:
     """Every domain's ``/v1`` router; a new domain adds its module here."""
-    from gpudepin.coordinator import api, api_enterprise, api_stats, api_verification
+    from gpudepin.coordinator import api, api_chain, api_enterprise, api_stats, api_verification
     from gpudepin.dashboard import pages
 
     return [
         api.router,
+        api_chain.router,
         api_enterprise.router,
         api_stats.router,
         api_verification.router,

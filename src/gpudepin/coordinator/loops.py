@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gpudepin.coordinator import enterprise, service
+from gpudepin.coordinator import enterprise, service, settlement
 from gpudepin.core.errors import GpudepinError
 from gpudepin.workloads import registry
 from gpudepin.workloads.base import TaskPlan
@@ -32,7 +32,13 @@ def duties() -> list[Callable[[Runtime], None]]:
     from gpudepin.coordinator.verification_duty import verification_duty
     from gpudepin.dashboard.history import sample_stats
 
-    return [verification_duty, expire_and_merge, enterprise.sla_duty, sample_stats]
+    return [
+        verification_duty,
+        expire_and_merge,
+        enterprise.sla_duty,
+        settlement.settle,
+        sample_stats,
+    ]
 
 
 def expire_and_merge(rt: Runtime) -> None:

@@ -54,13 +54,27 @@ BACKING_EXCLUDED = (ledger.WORLD, ledger.BURNED)
 class ChainLink:
     """The coordinator's handle on its chain: client, deployment and role keys."""
 
-    client: ChainClient
     config: ChainConfig
     settlement_key: str
     minter_key: str
     started_at: float
+    confirmations: int = 0
     trees: dict[int, MerkleTree] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    _client: ChainClient | None = None
+
+    @property
+    def client(self) -> ChainClient:
+        """The web3 client, built on first use: importing web3 takes seconds, and the
+        coordinator should answer /v1/health before that (the loop thread pays it)."""
+        with self.lock:
+            if self._client is None:
+                from gpudepin.chain.client import ChainClient
+
+                self._client = ChainClient(
+                    self.config.rpc_url, self.config.addresses, confirmations=self.confirmations
+                )
+            return self._client
 
     def tree(self, number: int, leaves: dict[str, str]) -> MerkleTree:
         """The (cached) tree of a recorded epoch."""
@@ -77,21 +91,17 @@ def connect(settings: CoordinatorSettings, now: float) -> ChainLink | None:
     """The chain link for these settings; None when settlement is off (no chain RPC)."""
     if not settings.chain_rpc:
         return None
-    from gpudepin.chain.client import ChainClient
     from gpudepin.chain.config import ChainConfig, load_config, role_key
 
     cfg = load_config(settings.home, settings.chain_config)
-    client = ChainClient(
-        settings.chain_rpc, cfg.addresses, confirmations=settings.chain_confirmations
-    )
     cfg = ChainConfig(settings.chain_rpc, cfg.chain_id, cfg.addresses, cfg.deployed_block)
     keys = settings.chain_keys_dir
     return ChainLink(
-        client=client,
         config=cfg,
         settlement_key=role_key(settings.home, "settlement", keys),
         minter_key=role_key(settings.home, "minter", keys),
         started_at=now,
+        confirmations=settings.chain_confirmations,
     )
 
 
