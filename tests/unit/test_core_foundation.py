@@ -36,13 +36,16 @@ def test_core_imports_no_io_libraries() -> None:
         "numpy",
         "torch",
     }
-    for mod in list(sys.modules):
-        if mod.split(".")[0] in forbidden:
-            del sys.modules[mod]
-    before = set(sys.modules)
-    for info in pkgutil.iter_modules(gpudepin.core.__path__, "gpudepin.core."):
-        importlib.import_module(info.name)
-    pulled = {m.split(".")[0] for m in set(sys.modules) - before}
+    # put the purged modules back afterwards: later tests hold references to them, and a
+    # second copy of sqlalchemy in one process breaks its event registry
+    removed = {m: sys.modules.pop(m) for m in list(sys.modules) if m.split(".")[0] in forbidden}
+    try:
+        before = set(sys.modules)
+        for info in pkgutil.iter_modules(gpudepin.core.__path__, "gpudepin.core."):
+            importlib.import_module(info.name)
+        pulled = {m.split(".")[0] for m in set(sys.modules) - before}
+    finally:
+        sys.modules.update(removed)
     assert not (pulled & forbidden), f"core imported {pulled & forbidden}"
 
 
