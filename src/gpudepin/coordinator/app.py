@@ -36,6 +36,8 @@ class Runtime:
     # wakes long-polling agents when work appears (same process; other processes poll)
     work_ready: threading.Condition = field(default_factory=threading.Condition)
     chain: Any = None  # a settlement.ChainLink when the coordinator settles on chain
+    # per-process state of duties, by domain (e.g. speculation's duration windows)
+    caches: dict[str, Any] = field(default_factory=dict)
 
     def notify_work(self) -> None:
         with self.work_ready:

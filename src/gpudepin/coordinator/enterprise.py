@@ -459,6 +459,7 @@ def audit(conn: Connection, job: Any) -> dict[str, Any]:
         "task_expired": "expired",
         "task_failed": "failed",
         "copy_cancelled": "cancelled",
+        "copy_expired": "expired",
     }
     for e in events:
         if e.task_id is None or e.actor is None:

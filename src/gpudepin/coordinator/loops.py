@@ -29,12 +29,14 @@ def tick(rt: Runtime) -> None:
 
 def duties() -> list[Callable[[Runtime], None]]:
     """The periodic duties, in order; a new domain adds its own here."""
+    from gpudepin.coordinator.speculation import straggler_duty
     from gpudepin.coordinator.verification_duty import verification_duty
     from gpudepin.dashboard.history import sample_stats
 
     return [
         verification_duty,
         expire_and_merge,
+        straggler_duty,
         enterprise.sla_duty,
         settlement.settle,
         sample_stats,

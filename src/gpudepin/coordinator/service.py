@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, update
 
-from gpudepin.coordinator import db, enterprise, store
+from gpudepin.coordinator import db, enterprise, speculation, store
 from gpudepin.core import ledger
 from gpudepin.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from gpudepin.core.hardware import gpu_class
@@ -131,6 +131,7 @@ def heartbeat(conn: Connection, address: str, now: float, ttl: float) -> int:
     from gpudepin.coordinator import verification  # it builds on this module
 
     verification.extend_checks(conn, address, now, ttl)
+    speculation.extend_copies(conn, address, now, ttl)
     return res.rowcount or 0
 
 
@@ -280,6 +281,9 @@ def cancel_job(conn: Connection, buyer: str, job_id: str, now: float) -> None:
 
 def claim_task(conn: Connection, provider: str, now: float, ttl: float) -> Any | None:
     """Assign the oldest pending task to ``provider``; safe with concurrent agents."""
+    copy = speculation.claim_copy(conn, provider, now, ttl)  # stragglers' copies first
+    if copy is not None:
+        return copy
     active = select(db.jobs.c.id).where(
         db.jobs.c.state.in_([JobState.FUNDED.value, JobState.RUNNING.value])
     )
@@ -332,9 +336,14 @@ def require_assigned(conn: Connection, task_id: str, provider: str) -> Any:
     """The task, if it is assigned to ``provider`` right now; Forbidden otherwise."""
     task = get_task(conn, task_id)
     if task.provider != provider or task.state != TaskState.ASSIGNED.value:
+        if speculation.holds_copy(conn, task, provider):
+            return task
+        raced = speculation.refusal(conn, task_id, provider)
         raise Forbidden(
-            f"task {task_id} is not assigned to you",
-            hint="Its assignment may have expired and gone to another provider.",
+            raced or f"task {task_id} is not assigned to you",
+            hint="Move on to other work: this attempt will not be accepted."
+            if raced
+            else "Its assignment may have expired and gone to another provider.",
         )
     return task
 
@@ -354,6 +363,11 @@ def submit_result(
     """Record a provider's result; pay it into hold-back when accepted (the trust layer
     audits it and releases the pay after the challenge window), requeue it when rejected."""
     task = require_assigned(conn, task_id, provider)
+    if task.provider != provider:  # a speculative copy delivered first
+        if rejection is not None:
+            speculation.drop_copy(conn, task, provider, "rejected", rejection, now)
+            return TaskState.REJECTED.value
+        task = speculation.take_over(conn, task, provider, now)
     task_transition(task.state, TaskState.SUBMITTED)
     conn.execute(
         update(db.tasks)
@@ -407,6 +421,7 @@ def submit_result(
         actor=provider,
         paid=str(task.price),
     )
+    speculation.settle_race(conn, task, provider, now)
     return TaskState.ACCEPTED.value
 
 
@@ -432,6 +447,8 @@ def _requeue(
     why: str,
     now: float,
 ) -> None:
+    if speculation.promote(conn, get_task(conn, task_id), now):
+        return  # a copy of the lost attempt runs on: it becomes the attempt
     decision = after_lost_attempt(attempts, job.max_attempts, label, why)
     task_transition(current, decision.state)
     conn.execute(
@@ -446,6 +463,9 @@ def _requeue(
 def give_back(conn: Connection, provider: str, task_id: str, reason: str, now: float) -> str:
     """The provider could not run its task: retry it elsewhere, or fail the job."""
     task = require_assigned(conn, task_id, provider)
+    if task.provider != provider:  # a speculative copy gave up; the original runs on
+        speculation.drop_copy(conn, task, provider, "failed", reason, now)
+        return str(task.state)
     job = get_job(conn, task.job_id)
     store.record(
         conn, now, "task_failed", job_id=job.id, task_id=task_id, actor=provider, reason=reason

@@ -56,9 +56,10 @@ provider_standing = Table(
     Column("computed_at", Float, nullable=False),
 )
 
-# Speculative copies of straggling tasks. The original attempt stays on the tasks row;
-# a copy is 'wanted' until a second provider claims it, then 'running', and ends 'won',
-# 'lost' or 'expired'.
+# Speculative copies of straggling tasks (coordinator/speculation.py). The original
+# attempt stays on the tasks row and is mirrored here (speculative false) once a race
+# starts; a copy is 'wanted' until a second provider claims it, then 'running', and ends
+# 'won', 'lost', 'cancelled', 'expired', 'rejected' or 'failed'.
 task_copies = Table(
     "task_copies",
     metadata,
@@ -72,6 +73,8 @@ task_copies = Table(
     Column("deadline", Float, nullable=True),
     Column("created_at", Float, nullable=False),
     Column("paid", Amount, nullable=True),
+    # base units per second a cancelled speculative copy earns (migration 0401)
+    Column("rate_per_s", Amount, nullable=True),
     Index("ix_task_copies_state", "state"),
 )
 

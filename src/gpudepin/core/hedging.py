@@ -22,9 +22,14 @@ and its provider earns the whole task fee. Every other copy is cancelled, and:
   collect.
 * a copy whose result failed verification is paid nothing, whichever it was.
 
-The buyer's escrow funds the losing copy's time. The cost is bounded: a copy starts
-only past 1.5 x p95, so at most about 5% of tasks get one, and it runs only until the
-race ends.
+The buyer pays the task's price once, to the winner, as agreed at submission. The
+losing copy's time is paid by the network out of its protocol fees
+(``ledger.pay_speculation_from_fees``): the network decided to speculate, so it bears the
+cost, and when the fees on hand fall short the copy gets what they hold (the event says
+so). The cost is bounded: a copy starts only past 1.5 x p95, so at most about 5% of
+tasks get one, and it runs only until the race ends. The per-second rate is the task's
+price over its class's p95 duration when the copy was made: a copy cancelled after a
+typical task's time earns about one task's price, never more.
 """
 
 from __future__ import annotations

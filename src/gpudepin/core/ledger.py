@@ -377,3 +377,11 @@ def reverse_held_payment(
         Posting(to_account, net + fee),
     ]
     return Transaction("reverse_payment", tuple(p for p in legs if p.amount), ref)
+
+
+def pay_speculation_from_fees(
+    balances: Mapping[str, int], provider: str, amount: int, ref: str = ""
+) -> Transaction:
+    """Pay a cancelled speculative copy for the time it ran, out of the protocol fees
+    (the network chose to speculate; the buyer pays the winner only, see core.hedging)."""
+    return _move(balances, "speculation_pay", FEES, earned_account(provider), amount, ref)
