@@ -222,6 +222,7 @@ def test_a_root_posted_before_the_coordinator_died_is_recorded_not_replaced(net:
     assert buyer.chain_proof()["cumulative"] == str(2 * UNIT)
 
 
+@pytest.mark.parametrize("net", ["sqlite"], indirect=True)  # no SQL of its own
 def test_a_pending_epoch_that_never_reached_the_chain_is_posted_with_its_own_root(
     net: Net,
 ) -> None:
@@ -268,6 +269,7 @@ def test_a_vault_short_of_the_books_halts_settlement_until_they_agree(net: Net) 
     assert net.chain.vault_state().epoch == 2
 
 
+@pytest.mark.parametrize("net", ["sqlite"], indirect=True)  # no SQL of its own
 def test_off_chain_faucet_is_refused_and_the_chain_faucet_is_local_only(net: Net) -> None:
     buyer, _ = net.client()
     with pytest.raises(Forbidden, match="settles on chain"):

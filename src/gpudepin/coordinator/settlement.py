@@ -27,7 +27,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, bindparam, func, insert, select, update
 
 from gpudepin.coordinator import store
 from gpudepin.coordinator.tables_chain import chain_epochs, chain_events, chain_payees, chain_state
@@ -172,24 +172,29 @@ def record_claim(conn: Connection, event: ClaimEvent, now: float) -> bool:
     return True
 
 
-def _add_cumulative(conn: Connection, address: str, amount: int) -> None:
-    row = conn.execute(
-        select(chain_payees.c.cumulative).where(chain_payees.c.address == address)
-    ).first()
-    if row is None:
-        conn.execute(insert(chain_payees).values(address=address, cumulative=amount))
-    else:
+def _add_cumulative(conn: Connection, added: dict[str, int]) -> None:
+    """Raise each address's cumulative amount (in bulk: an epoch may add thousands)."""
+    if not added:
+        return
+    q = select(chain_payees).where(chain_payees.c.address.in_(list(added)))
+    have = {r.address: r.cumulative for r in conn.execute(q)}
+    fresh = [{"address": a, "cumulative": v} for a, v in added.items() if a not in have]
+    grown = [{"addr": a, "total": have[a] + v} for a, v in added.items() if a in have]
+    if fresh:
+        conn.execute(insert(chain_payees), fresh)
+    if grown:
         conn.execute(
             update(chain_payees)
-            .where(chain_payees.c.address == address)
-            .values(cumulative=row.cumulative + amount)
+            .where(chain_payees.c.address == bindparam("addr"))
+            .values(cumulative=bindparam("total")),
+            grown,
         )
 
 
 def _promise(conn: Connection, owner: str, source: str, amount: int, ref: str, now: float) -> None:
     bals = store.lock_balances(conn, [source])
     store.apply(conn, ledger.make_claimable(bals, owner, source, amount, ref), now)
-    _add_cumulative(conn, owner, amount)
+    _add_cumulative(conn, {owner: amount})
 
 
 def request_withdrawal(
@@ -225,13 +230,18 @@ def close_epoch(conn: Connection, link: ChainLink, now: float) -> Any | None:
     last = latest_epoch(conn)
     number = (last.number if last else 0) + 1
     ref = f"epoch-{number}"
-    earned = [
-        (acct, amt)
+    earned = {
+        acct.split(":", 1)[1]: amt
         for acct, amt in store.all_balances(conn).items()
         if acct.startswith("earned:") and amt > 0
-    ]
-    for acct, amt in sorted(earned):
-        _promise(conn, acct.split(":", 1)[1], acct, amt, ref, now)
+    }
+    if earned:
+        names = [ledger.earned_account(o) for o in earned]
+        # all_balances read without a row lock; re-read them locked for the move
+        store.apply(
+            conn, ledger.epoch_claimable(store.lock_balances(conn, names), earned, ref), now
+        )
+        _add_cumulative(conn, earned)
     fees = store.lock_balances(conn, [ledger.FEES])
     burnable = fees.get(ledger.FEES, 0) - _reserved_fees(conn)
     if burnable > 0:

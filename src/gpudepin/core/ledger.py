@@ -385,3 +385,21 @@ def pay_speculation_from_fees(
     """Pay a cancelled speculative copy for the time it ran, out of the protocol fees
     (the network chose to speculate; the buyer pays the winner only, see core.hedging)."""
     return _move(balances, "speculation_pay", FEES, earned_account(provider), amount, ref)
+
+
+def epoch_claimable(
+    balances: Mapping[str, int], owners: Iterable[str], ref: str = ""
+) -> Transaction | None:
+    """One epoch's move of every owner's whole earned balance into its claimable account,
+    as a single transaction (thousands of payees); None when nobody earned anything."""
+    legs: list[Posting] = []
+    for owner in sorted({o.lower() for o in owners}):
+        amount = balances.get(earned_account(owner), 0)
+        if amount > 0:
+            legs += [
+                Posting(earned_account(owner), -amount),
+                Posting(claimable_account(owner), amount),
+            ]
+    if not legs:
+        return None
+    return Transaction("make_claimable", tuple(legs), ref)
