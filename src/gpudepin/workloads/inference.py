@@ -194,7 +194,8 @@ def _load_arrays(path: Path, single_input_name: str | None) -> dict[str, np.ndar
                     hint="Send an .npz with one array per model input, named after the inputs.",
                     field="inputs",
                 )
-            return {single_input_name: np.load(path, allow_pickle=False)}
+            # Memory-mapped: each task reads only its own rows of a large array.
+            return {single_input_name: np.load(path, allow_pickle=False, mmap_mode="r")}
         with np.load(path, allow_pickle=False) as archive:
             return {name: archive[name] for name in archive.files}
     except InvalidInput:

@@ -1,0 +1,209 @@
+"""Batch inference and hosted endpoints: the same work directly and through the network.
+
+Batch: a ~1 minute job (an ONNX MLP over random rows, or embeddings of generated
+sentences) run three ways, each with the same intra-op thread count:
+
+* ``direct``: one ONNX Runtime session (or one ``encode`` call) over every row;
+* ``workload``: the workload's validate/split/run/merge in this process, no network;
+* ``through_network``: submitted to a running network and fetched back (to be wired).
+
+Endpoint: per-request latency of ``Server.invoke`` directly, and through the gateway.
+
+    python3 benchmarks/inference_overhead.py --mode onnx --seconds 60
+    python3 benchmarks/inference_overhead.py --mode embeddings --seconds 60
+    python3 benchmarks/inference_overhead.py --quick          # a few seconds, for CI
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gpudepin.workloads.base import RunContext
+from gpudepin.workloads.inference import WORKLOAD, embed, onnx_session, run_onnx
+from gpudepin.workloads.serving import Server, load_server
+
+THREADS = 1
+WIDTH = 1024
+
+
+def make_mlp(path: Path, width: int = WIDTH, layers: int = 4) -> Path:
+    """An ONNX MLP of ``layers`` MatMul+Relu blocks, ``width`` wide, dynamic batch."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    nodes, inits, current = [], [], "x"
+    for i in range(layers):
+        weight = (rng.normal(size=(width, width)) / np.sqrt(width)).astype(np.float32)
+        inits.append(numpy_helper.from_array(weight, f"W{i}"))
+        nodes.append(helper.make_node("MatMul", [current, f"W{i}"], [f"h{i}"]))
+        nodes.append(helper.make_node("Relu", [f"h{i}"], [f"r{i}"]))
+        current = f"r{i}"
+    nodes.append(helper.make_node("Identity", [current], ["y"]))
+    graph = helper.make_graph(
+        nodes,
+        "mlp",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", width])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", width])],
+        initializer=inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def sentences(count: int) -> list[str]:
+    """Varied, reproducible sentences of 6 to 30 words."""
+    words = [
+        "gpu",
+        "provider",
+        "lease",
+        "render",
+        "frame",
+        "token",
+        "stake",
+        "verify",
+        "audit",
+        "network",
+        "buyer",
+        "job",
+        "task",
+        "model",
+        "batch",
+        "queue",
+        "price",
+        "second",
+        "hour",
+        "card",
+        "memory",
+        "cluster",
+        "region",
+        "epoch",
+        "ledger",
+    ]
+    rng = np.random.default_rng(1)
+    return [" ".join(rng.choice(words, size=rng.integers(6, 31))) for _ in range(count)]
+
+
+def through_network(params: dict[str, Any], inputs: dict[str, Path]) -> tuple[Path, float]:
+    """Submit the job to a running network, wait, download the merged output.
+
+    Returns the output file and the wall seconds from submit to downloaded result. To be
+    filled by the coordinator's owner (SDK: submit infer, wait, fetch).
+    """
+    raise NotImplementedError("wire this to the SDK: submit, wait, download")
+
+
+def through_gateway(server_kind: str, payload: dict[str, Any], requests: int) -> list[float]:
+    """Per-request seconds of ``POST /v1/leases/{id}/invoke`` on a lease serving
+    ``server_kind`` over loopback. To be filled by the gateway's owner."""
+    raise NotImplementedError("wire this to a lease: create, invoke N times, close")
+
+
+def _timed(label: str, seconds: float, base: float | None) -> None:
+    ratio = f"  ratio {seconds / base:.3f}" if base else ""
+    print(f"{label:<34} {seconds:8.2f} s{ratio}")
+
+
+def batch(mode: str, target_s: float, root: Path) -> None:
+    if mode == "onnx":
+        model = make_mlp(root / "mlp.onnx")
+        session = onnx_session(model, "cpu", THREADS)
+        probe = np.random.default_rng(2).normal(size=(2048, WIDTH)).astype(np.float32)
+        started = time.perf_counter()
+        run_onnx(session, {"x": probe})
+        rate = len(probe) / (time.perf_counter() - started)
+        rows = max(2048, int(rate * target_s))
+        x = np.random.default_rng(3).normal(size=(rows, WIDTH)).astype(np.float32)
+        np.save(root / "x.npy", x)
+        params: dict[str, Any] = {"model": "onnx", "batch_size": max(1, rows // 8)}
+        inputs = {"model": model, "inputs": root / "x.npy"}
+        started = time.perf_counter()
+        expected = run_onnx(session, {"x": x})["y"]
+        direct_s = time.perf_counter() - started
+        print(f"onnx MLP {WIDTH}x4, {rows} rows, {THREADS} thread(s)")
+    else:
+        embed("all-minilm-l6-v2", ["warm up"])  # the load is not part of either run
+        probe = sentences(512)
+        started = time.perf_counter()
+        embed("all-minilm-l6-v2", probe)
+        rate = len(probe) / (time.perf_counter() - started)
+        rows = max(512, int(rate * target_s))
+        texts = sentences(rows)
+        (root / "texts.txt").write_text("\n".join(texts), "utf-8")
+        params = {"model": "all-minilm-l6-v2", "batch_size": max(1, rows // 8)}
+        inputs = {"texts": root / "texts.txt"}
+        started = time.perf_counter()
+        expected = embed("all-minilm-l6-v2", texts)
+        direct_s = time.perf_counter() - started
+        print(f"embeddings all-minilm-l6-v2, {rows} texts, {THREADS} thread(s)")
+
+    started = time.perf_counter()
+    spec = WORKLOAD.validate(params, inputs)
+    results = [
+        (plan, WORKLOAD.run(spec, plan.spec, inputs, RunContext(root / f"t{i}", threads=THREADS)))
+        for i, plan in enumerate(WORKLOAD.split(spec))
+    ]
+    (merged,) = WORKLOAD.merge(spec, results, root / "out")
+    workload_s = time.perf_counter() - started
+    got = np.load(merged) if mode != "onnx" else np.load(merged)["y"]
+    _timed("direct", direct_s, None)
+    _timed(f"workload, {len(results)} tasks, no network", workload_s, direct_s)
+    print(f"max abs diff vs direct: {float(np.max(np.abs(got - expected))):.3g}")
+    try:
+        _, network_s = through_network(params, inputs)
+        _timed("through the network", network_s, direct_s)
+    except NotImplementedError as exc:
+        print(f"through the network: not run ({exc})")
+
+
+def endpoint(requests: int, root: Path) -> None:
+    server: Server = load_server("embeddings")
+    payload = {"input": "how long does a lease take to start?"}
+    server.invoke(payload)
+    latencies = []
+    for _ in range(requests):
+        started = time.perf_counter()
+        server.invoke(payload)
+        latencies.append(time.perf_counter() - started)
+    q = statistics.quantiles(latencies, n=100)
+    print(
+        f"endpoint direct invoke, {requests} requests: p50 {q[49] * 1e3:.2f} ms, "
+        f"p99 {q[98] * 1e3:.2f} ms"
+    )
+    try:
+        through = through_gateway("embeddings", payload, requests)
+        g = statistics.quantiles(through, n=100)
+        print(
+            f"gateway added latency: p50 {(g[49] - q[49]) * 1e3:.2f} ms, "
+            f"p99 {(g[98] - q[98]) * 1e3:.2f} ms"
+        )
+    except NotImplementedError as exc:
+        print(f"through the gateway: not run ({exc})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mode", choices=("onnx", "embeddings"), default="onnx")
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--quick", action="store_true", help="3 s batch, 50 requests")
+    parser.add_argument("--no-endpoint", action="store_true", help="skip the endpoint part")
+    args = parser.parse_args()
+    seconds, requests = (3.0, 50) if args.quick else (args.seconds, args.requests)
+    with tempfile.TemporaryDirectory() as tmp:
+        batch(args.mode, seconds, Path(tmp))
+        if not args.no_endpoint:
+            endpoint(requests, Path(tmp))
+
+
+if __name__ == "__main__":
+    main()
