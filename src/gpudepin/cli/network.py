@@ -72,6 +72,9 @@ def coordinator(
     epoch_interval: Annotated[
         float, typer.Option(help="Seconds between settlement epochs (roots posted on chain).")
     ] = 3600.0,
+    audits: Annotated[
+        bool, typer.Option(help="Re-run a seeded sample of accepted results on other providers.")
+    ] = True,
 ) -> None:
     """Run the coordinator (HTTP API on /v1, OpenAPI at /docs)."""
     import uvicorn
@@ -96,6 +99,7 @@ def coordinator(
         chain_keys_dir=chain_keys,
         chain_confirmations=confirmations,
         epoch_interval_s=epoch_interval,
+        audits=audits,
     )
     app = create_app(settings)
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -6,6 +6,7 @@ import contextlib
 import json
 import logging
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -33,6 +34,8 @@ class AgentConfig:
     long_poll_s: float = 10.0
     heartbeat_s: float = 3.0
     max_tasks: int | None = None  # stop after this many (tests, benchmarks)
+    min_free_mb: int = 64  # below this much free disk the agent takes no new work
+    disk_recheck_s: float = 2.0
 
 
 class Agent:
@@ -50,6 +53,7 @@ class Agent:
         self.stop = threading.Event()
         self._child: subprocess.Popen[str] | None = None
         self.done = 0
+        self._disk_trouble: str | None = None
 
     # retry forever with capped exponential backoff: the coordinator may be restarting
     def _retry(self, what: str, fn: Any, *args: Any) -> Any:
@@ -95,6 +99,9 @@ class Agent:
         beat = threading.Thread(target=self._heartbeats, name="heartbeat", daemon=True)
         beat.start()
         while not self.stop.is_set():
+            if not self._disk_ok():
+                self.stop.wait(self.config.disk_recheck_s)
+                continue
             try:
                 task = self._retry("poll", self.client.poll, self.config.long_poll_s)
             except Forbidden as exc:  # banned, say: polling again cannot help
@@ -133,8 +140,35 @@ class Agent:
             paths[name] = dest
         return paths
 
+    def _disk_ok(self) -> bool:
+        """Whether the work folder takes writes and has room; a full or read-only disk
+        would fail every task, so the agent stops polling until it recovers."""
+        probe = self.workdir / ".disk-probe"
+        try:
+            if shutil.disk_usage(self.workdir).free < self.config.min_free_mb * 2**20:
+                raise OSError(f"less than {self.config.min_free_mb} MiB free")
+            probe.write_bytes(b"\0" * 4096)
+            probe.unlink()
+        except OSError as exc:
+            if self._disk_trouble is None:
+                log.warning("not taking work: the work folder %s fails: %s", self.workdir, exc)
+            self._disk_trouble = str(exc)
+            return False
+        if self._disk_trouble is not None:
+            log.info("the work folder takes writes again: taking work")
+            self._disk_trouble = None
+        return True
+
     def _run_task(self, task: dict[str, Any]) -> None:
         log.info("task %s (%s %s)", task["id"], task["kind"], task["label"])
+        try:
+            self._fetch_and_run(task)
+        except OSError as exc:  # full or read-only disk: give it back so others run it
+            reason = f"the provider's disk failed: {exc}"
+            log.warning("task %s: %s", task["id"], reason)
+            self._retry("report failure", self._report_failure, task["id"], reason)
+
+    def _fetch_and_run(self, task: dict[str, Any]) -> None:
         try:
             inputs = self._fetch_inputs(task)
         except GpudepinError as exc:
