@@ -49,6 +49,12 @@ class CoordinatorSettings(BaseModel):
     shard_k: int = Field(default=4, ge=1, le=64)
     shard_n: int = Field(default=8, ge=2, le=128)
     shard_threshold_bytes: int = Field(default=8 * 1024 * 1024, ge=0)  # smaller: blob store
+    # erasure-coded outputs (docs/storage.md)
+    shards: bool = True  # spread large outputs over providers that offer disk
+    shard_keep_coordinator_copy: bool = True  # False: the shards are the only copy
+    shard_offline_s: float = Field(default=300.0, gt=0)  # a holder silent this long lost its shards
+    shard_repair_margin: int = Field(default=2, ge=1)  # repair once live shards <= k + this
+    shard_read_wait_s: float = Field(default=30.0, ge=0)  # a read waits this long for k shards
     stats_sample_interval_s: float = Field(default=300.0, gt=0)  # dashboard history
     token_usd: float = Field(default=1.0, ge=0)  # USD per token for the dashboard's USD figures
 

@@ -155,13 +155,14 @@ class LocalNetwork:
         self.anvil.start()
         self._write_state()
 
-    def start_provider(self, i: int) -> None:
+    def start_provider(self, i: int, api_url: str | None = None) -> None:
+        """Start agent ``i``; ``api_url`` points it at another coordinator of the network."""
         name = f"provider-{i}"
         self._spawn(
             name,
             [
                 "--coordinator",
-                self.api_url,
+                api_url or self.api_url,
                 "--key",
                 name,
                 "provider",
@@ -175,6 +176,23 @@ class LocalNetwork:
             ],
         )
         self._write_state()
+
+    def add_coordinator(self, name: str) -> str:
+        """Start one more coordinator process on the same PostgreSQL database (several
+        coordinators serving one network); returns its URL."""
+        if not self.db_url or not self.db_url.startswith("postgresql"):
+            raise Conflict(
+                "several coordinators need a shared PostgreSQL database",
+                hint="Give the network db_url=postgresql://...",
+            )
+        args = list(self._coordinator_args)
+        port = free_port(0)
+        args[args.index("--port") + 1] = str(port)
+        self._spawn(name, args)
+        url = f"http://127.0.0.1:{port}"
+        wait_healthy(url, self.procs[name])
+        self._write_state()
+        return url
 
     def _write_state(self) -> None:
         self.state_file.write_text(

@@ -75,6 +75,17 @@ def coordinator(
     audits: Annotated[
         bool, typer.Option(help="Re-run a seeded sample of accepted results on other providers.")
     ] = True,
+    shard_k: Annotated[int, typer.Option(help="Shards needed to rebuild a large output.")] = 4,
+    shard_n: Annotated[int, typer.Option(help="Shards a large output is cut into.")] = 8,
+    shard_threshold_kb: Annotated[
+        int, typer.Option(help="Outputs larger than this are erasure-coded onto providers' disks.")
+    ] = 8192,
+    keep_coordinator_copy: Annotated[
+        bool, typer.Option(help="Keep a large output in the coordinator's blob store as well.")
+    ] = True,
+    shard_offline: Annotated[
+        float, typer.Option(help="Seconds of silence after which a holder's shards are re-created.")
+    ] = 300.0,
 ) -> None:
     """Run the coordinator (HTTP API on /v1, OpenAPI at /docs)."""
     import uvicorn
@@ -100,6 +111,11 @@ def coordinator(
         chain_confirmations=confirmations,
         epoch_interval_s=epoch_interval,
         audits=audits,
+        shard_k=shard_k,
+        shard_n=shard_n,
+        shard_threshold_bytes=shard_threshold_kb * 1024,
+        shard_keep_coordinator_copy=keep_coordinator_copy,
+        shard_offline_s=shard_offline,
     )
     app = create_app(settings)
     uvicorn.run(app, host=host, port=port, log_level="warning")
@@ -115,6 +131,9 @@ def provider_start(
     ] = "",
     threads: Annotated[int, typer.Option(help="CPU threads per task.")] = 1,
     task_timeout: Annotated[float, typer.Option(help="Seconds before a task is killed.")] = 3600.0,
+    offer_disk_gb: Annotated[
+        float, typer.Option(help="Disk to offer for erasure-coded shards of others' outputs, GB.")
+    ] = 0.0,
 ) -> None:
     """Run a provider agent: register this machine and take work from the coordinator."""
     from gpudepin.provider.agent import AgentConfig, run_agent
@@ -131,7 +150,12 @@ def provider_start(
     workdir = st.home / "agents" / key
     workdir.mkdir(parents=True, exist_ok=True)
     cfg = AgentConfig(
-        name=name, region=region, operator=operator, threads=threads, task_timeout_s=task_timeout
+        name=name,
+        region=region,
+        operator=operator,
+        threads=threads,
+        task_timeout_s=task_timeout,
+        offer_disk_bytes=int(offer_disk_gb * 1e9),
     )
     run_agent(client, cfg, detect(), workdir)
 

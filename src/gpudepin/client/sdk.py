@@ -329,3 +329,27 @@ class Client:
         return dict(
             self._send("POST", f"/hwproof/{challenge_id}/answer", json={"answers": answers})
         )
+
+    # ---- storage ----
+
+    def offer_storage(self, capacity_bytes: int) -> dict[str, Any]:
+        """Offer this provider's disk for erasure-coded shards (0 withdraws the offer)."""
+        body = {"capacity_bytes": capacity_bytes}
+        return dict(self._send("POST", "/providers/storage", json=body))
+
+    def fetch_shard(self, artifact: str, index: int, dest: Path) -> Path:
+        """Download a shard this provider was chosen to hold."""
+        return self._download(f"/shards/{artifact}/{index}", dest)
+
+    def confirm_shard(self, artifact: str, index: int, sha256: str) -> dict[str, Any]:
+        """Tell the coordinator the shard is stored and what its bytes hash to."""
+        body = {"sha256": sha256}
+        return dict(self._send("POST", f"/shards/{artifact}/{index}/held", json=body))
+
+    def send_shard(self, artifact: str, index: int, data: bytes) -> dict[str, Any]:
+        """Send a held shard back to the coordinator (for a read or a repair)."""
+        return dict(self._send("PUT", f"/shards/{artifact}/{index}", content=data))
+
+    def drop_shard(self, artifact: str, index: int) -> dict[str, Any]:
+        """Say a shard the coordinator no longer counts as ours was deleted."""
+        return dict(self._send("POST", f"/shards/{artifact}/{index}/dropped"))

@@ -9,9 +9,11 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 from sqlalchemy import insert, select
+from starlette.background import BackgroundTask
 
 from gpudepin import API_VERSION, __version__
 from gpudepin.coordinator import (
+    artifacts,
     auth,
     db,
     enterprise,
@@ -235,8 +237,11 @@ def job_output(
     with rt.engine.connect() as conn:
         job = service.get_job(conn, job_id, viewer=who)
     for out in job.outputs or []:
-        if out["name"] == name:
+        if out["name"] == name and rt.blobs.exists(out["sha256"]):
             return FileResponse(rt.blobs.open_path(out["sha256"]), filename=name)
+        if out["name"] == name:  # no coordinator copy: rebuild it from k shards
+            path = artifacts.read(rt, out["sha256"])
+            return FileResponse(path, filename=name, background=BackgroundTask(path.unlink))
     raise NotFound(f"job {job_id} has no output {name!r}", hint="See `gpudepin jobs show ID`.")
 
 
@@ -300,7 +305,8 @@ def heartbeat(who: str = Depends(caller), rt: Runtime = Depends(runtime)) -> dic
     with rt.engine.begin() as conn:
         held = service.heartbeat(conn, who, rt.clock(), rt.settings.assignment_ttl_s)
         enterprise.note_alive(conn, who, rt.clock(), rt.settings.uptime_max_gap_s)
-    return {"ok": True, "tasks_held": held}
+        shards = artifacts.holder_duties(conn, who, rt.blobs)  # store/send/drop shards
+    return {"ok": True, "tasks_held": held, "shards": shards}
 
 
 @router.post("/providers/poll")

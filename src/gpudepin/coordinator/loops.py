@@ -29,6 +29,7 @@ def tick(rt: Runtime) -> None:
 
 def duties() -> list[Callable[[Runtime], None]]:
     """The periodic duties, in order; a new domain adds its own here."""
+    from gpudepin.coordinator.artifacts import storage_duty
     from gpudepin.coordinator.speculation import straggler_duty
     from gpudepin.coordinator.verification_duty import verification_duty
     from gpudepin.dashboard.history import sample_stats
@@ -37,6 +38,7 @@ def duties() -> list[Callable[[Runtime], None]]:
         verification_duty,
         expire_and_merge,
         straggler_duty,
+        storage_duty,
         enterprise.sla_duty,
         settlement.settle,
         sample_stats,
@@ -79,6 +81,12 @@ def finish_job(rt: Runtime, job_id: str) -> None:
     # another coordinator may have completed it first
     with rt.engine.begin() as conn, contextlib.suppress(GpudepinError):
         service.complete_job(conn, job_id, outputs, rt.clock())
+    from gpudepin.coordinator import artifacts
+
+    try:  # large outputs go to providers' disks too; the job is done either way
+        artifacts.store_outputs(rt, job_id, outputs)
+    except (GpudepinError, OSError) as exc:
+        log.warning("sharding the outputs of job %s failed: %s", job_id, exc)
 
 
 def run_forever(rt: Runtime, stop: threading.Event) -> None:

@@ -114,4 +114,7 @@ shard_holders = Table(
     Column("state", String(20), nullable=False),
     Column("updated_at", Float, nullable=False),
     Column("note", Text, nullable=True),
+    # set while the coordinator waits for the holder to send its shard back (0402)
+    Column("send_requested_at", Float, nullable=True),
+    Index("ix_shard_holders_provider", "provider"),
 )

@@ -20,6 +20,7 @@ from typing import Any
 from gpudepin import __version__
 from gpudepin.client import Client
 from gpudepin.core.errors import Forbidden, GpudepinError, Unavailable
+from gpudepin.provider.shards import ShardKeeper
 
 log = logging.getLogger("gpudepin.agent")
 
@@ -34,6 +35,7 @@ class AgentConfig:
     long_poll_s: float = 10.0
     heartbeat_s: float = 3.0
     max_tasks: int | None = None  # stop after this many (tests, benchmarks)
+    offer_disk_bytes: int = 0  # disk offered for erasure-coded shards of others' outputs
     min_free_mb: int = 64  # below this much free disk the agent takes no new work
     disk_recheck_s: float = 2.0
 
@@ -53,6 +55,7 @@ class Agent:
         self.stop = threading.Event()
         self._child: subprocess.Popen[str] | None = None
         self.done = 0
+        self.shards = ShardKeeper(client, workdir / "shards")
         self._disk_trouble: str | None = None
 
     # retry forever with capped exponential backoff: the coordinator may be restarting
@@ -81,6 +84,8 @@ class Agent:
         if out:
             # beat often enough that one lost heartbeat never costs us a task
             self.config.heartbeat_s = min(self.config.heartbeat_s, out["assignment_ttl_s"] / 4)
+        if c.offer_disk_bytes:
+            self._retry("offer disk", self.client.offer_storage, c.offer_disk_bytes)
         log.info(
             "registered %s as %s (%s)", c.name, self.client.address, self.hardware["gpu_class"]
         )
@@ -88,7 +93,7 @@ class Agent:
     def _heartbeats(self) -> None:
         while not self.stop.wait(self.config.heartbeat_s):
             try:
-                self.client.heartbeat()
+                self.shards.handle(self.client.heartbeat().get("shards"))
             except Forbidden:
                 self._retry("re-register", self.register)
             except GpudepinError as exc:
