@@ -216,12 +216,15 @@ def demo(
     out: Annotated[
         Path | None, typer.Option("-o", "--out", help="Where to save the frames.")
     ] = None,
+    chain: Annotated[
+        bool, typer.Option(help="Pay through a local Anvil chain (deposit, epoch roots).")
+    ] = True,
 ) -> None:
     """Start a local network, render a small animation across it, and show who did what."""
     from gpudepin.workloads.scenes import demo_scene_path
 
     st = state(ctx)
-    net = LocalNetwork(st.home, providers=providers, port=0, chain=True)
+    net = LocalNetwork(st.home, providers=providers, port=0, chain=chain)
     started = time.monotonic()
     console.print(
         f"starting a local network (coordinator + {providers} provider agents) in {st.home} …"
@@ -239,9 +242,8 @@ def demo(
             else:
                 client.faucet("100")
                 console.print("credited 100 free test tokens to the buyer (local faucet)")
-            job = client.submit_job(
-                "render", {"frames": frames}, {"scene": demo_scene_path()}, "0.01"
-            )
+            params = {"frames": frames} if frames else {}  # no frames: the whole scene
+            job = client.submit_job("render", params, {"scene": demo_scene_path()}, "0.01")
             console.print(
                 f"submitted render job {job['id']}: {len(job['tasks'])} frames, "
                 f"escrow {job['escrow']} tokens"
@@ -251,9 +253,24 @@ def demo(
                 raise GpudepinError(f"the demo job {job['state']}: {job.get('reason')}")
             dest = out or st.home / "demo-output" / job["id"]
             files = client.download_outputs(job["id"], dest)
+            if net.chain_rpc:
+                _report_chain(client)
             _report(client, job, files, time.monotonic() - started)
     finally:
         net.stop()
+
+
+def _report_chain(client: Client) -> None:
+    """Where the demo's money stands on chain (epochs close every few seconds)."""
+    s = client.chain_status()
+    last, rec = s.get("last_epoch"), s.get("reconciliation")
+    if last:
+        console.print(
+            f"on chain: epoch {last['number']} {last['state']} (tx {last['tx_hash']}); "
+            f"vault reconciled: {'ok' if rec and rec['ok'] else 'NO'}; to claim, run "
+            "`gpudepin up` then `gpudepin --key provider-1 provider claim`",
+            soft_wrap=True,
+        )
 
 
 def _wait_for_providers(client: Client, n: int, timeout: float = 60.0) -> None:

@@ -228,6 +228,8 @@ def close_epoch(conn: Connection, link: ChainLink, now: float) -> Any | None:
     """Move released earnings to claimable, burn the fees in the books and record the
     next epoch as pending; None when nothing changed since the last epoch."""
     last = latest_epoch(conn)
+    if last is not None and last.state == "pending":
+        return None  # another coordinator closed one first: it must be posted before the next
     number = (last.number if last else 0) + 1
     ref = f"epoch-{number}"
     earned = {
