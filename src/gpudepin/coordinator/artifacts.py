@@ -58,6 +58,7 @@ from gpudepin.core.placement import ProviderProfile
 from gpudepin.core.shards import (
     StoredArtifact,
     durability,
+    fit_code,
     place_repairs,
     place_shards,
     repair_plan,
@@ -125,18 +126,6 @@ def candidates(
     return [ProviderProfile(r.address, r.operator, r.region, r.gpu_class) for r in conn.execute(q)]
 
 
-def shape(k: int, n: int, available: int) -> tuple[int, int] | None:
-    """The k-of-n to use with ``available`` holders: the configured one when there are
-    enough, else n shrunk to what is there at the same code rate; None below 2 holders
-    (one holder adds nothing the coordinator's copy does not)."""
-    if available >= n:
-        return k, n
-    if available < 2:
-        return None
-    m = available
-    return max(1, min(m - 1, round(m * k / n))), m
-
-
 def durability_of(k: int, n: int, settings: Any) -> dict[str, float]:
     """The estimate the audit shows: a lost shard is noticed within ``shard_offline_s``
     and repaired on the next passes, so that is the interval a loss must fit in."""
@@ -177,7 +166,7 @@ def store_artifact(rt: Runtime, job_id: str | None, name: str, sha: str) -> dict
     data = rt.blobs.open_path(sha).read_bytes()
     with rt.engine.begin() as conn:
         pool = candidates(conn, now, s.shard_offline_s, block_size(len(data), s.shard_k))
-        kn = shape(s.shard_k, s.shard_n, len(pool))
+        kn = fit_code(s.shard_k, s.shard_n, len(pool))
         if kn is None:
             note = (
                 f"kept in the coordinator's blob store only: {len(pool)} online provider(s) "

@@ -258,3 +258,20 @@ def place_repairs(
     pool = [p for p in candidates if p.address.lower() not in holders_any]
     chosen = spread(pool, len(wanted), rng, placed=placed)
     return {i: p.address for i, p in zip(wanted, chosen, strict=True)}
+
+
+def fit_code(k: int, n: int, available: int) -> tuple[int, int] | None:
+    """The k-of-n to use when only ``available`` providers can hold a shard.
+
+    The configured code when there are enough; else n shrinks to the providers there are
+    and k keeps the code rate k/n as near as it can, always leaving at least one spare
+    (k < n), so a small network still survives a departure (4-of-8 on 4 disks: 2-of-4).
+    None below 2 holders: one holder adds nothing the coordinator's own copy does not.
+    """
+    if not 1 <= k <= n:
+        raise InvalidInput(f"need 1 <= k <= n, got k={k}, n={n}")
+    if available >= n:
+        return k, n
+    if available < 2:
+        return None
+    return max(1, min(available - 1, round(available * k / n))), available
