@@ -7,8 +7,9 @@ Custody is on chain, metering in the database; this module keeps the two in step
 - **Epochs**: on a timer, every ``earned:X`` balance moves to ``claimable:X`` (the
   verification layer's ``held:X`` stays out until released), the Merkle tree of every
   address's cumulative claimable amount is built, the epoch is recorded as *pending*,
-  then its root is posted with the burn of the fees collected since the last epoch, and
-  it is recorded as *posted*. A pending epoch found later (a crash between the two) is
+  then its root is posted with the burn of what the books burned since the last root, and
+  it is recorded as *posted*. Fees of payments still held back stay unburned (a proven
+  fault refunds them to the buyer). A pending epoch found later (a crash between the two) is
   looked up on chain and either recorded or posted with the same root — never another.
 - **Claims**: each ``Claimed`` log moves the paid amount from ``claimable:X`` to WORLD.
 - **Reconciliation**: before an epoch, the vault's balance must equal the sum of every
@@ -47,6 +48,8 @@ CURSOR = "scan_cursor"
 HALT = "halt"
 RECONCILED = "reconciled"
 CHECKED = "checked_at"  # the last epoch tick, posted or not
+# Public RPC endpoints cap eth_getLogs ranges; a coordinator catching up reads in steps.
+SCAN_BLOCKS = 2_000
 BACKING_EXCLUDED = (ledger.WORLD, ledger.BURNED)
 
 
@@ -330,16 +333,17 @@ def settle(rt: Runtime) -> None:
     if link is None:
         return
     try:
-        block = scan(rt, link)
+        block, current = scan(rt, link)
         finish_pending(rt, link)
-        if _epoch_due(rt, link):
+        if current and _epoch_due(rt, link):
             run_epoch(rt, link, block)
     except Unavailable as exc:
         log.warning("settlement postponed: %s", exc.message)
 
 
-def scan(rt: Runtime, link: ChainLink) -> int:
-    """Credit the vault's confirmed Deposit and Claimed logs; returns the block reached."""
+def scan(rt: Runtime, link: ChainLink) -> tuple[int, bool]:
+    """Credit the vault's confirmed Deposit and Claimed logs, at most ``SCAN_BLOCKS``
+    blocks a pass; returns the block reached and whether that is the confirmed head."""
     head = link.client.confirmed_block_number()
     with rt.engine.connect() as conn:
         cursor = int(get_state(conn, CURSOR, link.config.deployed_block))
@@ -349,18 +353,19 @@ def scan(rt: Runtime, link: ChainLink) -> int:
         log.warning("the chain is at block %s, behind our cursor %s: rescanning", head, cursor)
         cursor = link.config.deployed_block
     if head < cursor:
-        return head
-    deposits = link.client.deposits_since(cursor, head)
-    claims = link.client.claims_since(cursor, head)
+        return head, True
+    end = min(head, cursor + SCAN_BLOCKS - 1)
+    deposits = link.client.deposits_since(cursor, end)
+    claims = link.client.claims_since(cursor, end)
     now = rt.clock()
     with rt.engine.begin() as conn:
         credited = sum(credit_deposit(conn, e, now) for e in deposits)
         for c in claims:
             record_claim(conn, c, now)
-        set_state(conn, CURSOR, head + 1)
+        set_state(conn, CURSOR, end + 1)
     if credited:
         rt.notify_work()
-    return head
+    return end, end == head
 
 
 def finish_pending(rt: Runtime, link: ChainLink) -> None:
