@@ -13,6 +13,7 @@ from starlette.background import BackgroundTask
 
 from gpudepin import API_VERSION, __version__
 from gpudepin.coordinator import (
+    ai,
     artifacts,
     auth,
     db,
@@ -166,12 +167,21 @@ def submit_job(
 ) -> dict[str, Any]:
     workload = registry.get(body.kind)
     price = parse_amount(body.price_per_task)
-    missing = set(workload.input_names) - set(body.inputs)
+    # optional inputs (an ONNX model or texts, a resume checkpoint) are the workload's call
+    required = getattr(workload, "required_inputs", workload.input_names)
+    missing = set(required) - set(body.inputs)
     if missing:
         raise InvalidInput(f"missing input file(s): {', '.join(sorted(missing))}")
     with rt.engine.connect() as conn:
         for sha in body.inputs.values():
             _owned_blob(conn, check_sha256(sha), who)
+    unknown = set(body.inputs) - set(workload.input_names)
+    if unknown:
+        raise InvalidInput(
+            f"{sorted(unknown)[0]}: not an input of a {body.kind} job",
+            hint=f"Its inputs: {', '.join(workload.input_names) or 'none'}.",
+            field=sorted(unknown)[0],
+        )
     paths = {name: rt.blobs.open_path(sha) for name, sha in body.inputs.items()}
     spec = workload.validate(body.params, paths)
     plans = workload.split(spec)
@@ -325,17 +335,15 @@ def poll(
             claimed = service.claim_task(conn, who, rt.clock(), rt.settings.assignment_ttl_s)
         if claimed is not None:
             task, job = claimed
-            return {
-                "task": {
-                    "id": task.id,
-                    "job_id": job.id,
-                    "kind": job.kind,
-                    "label": task.label,
-                    "job_spec": job.spec,
-                    "task_spec": task.spec,
-                    "inputs": job.inputs,
-                    "deadline": task.deadline,
-                }
+            claim = {
+                "id": task.id,
+                "job_id": job.id,
+                "kind": job.kind,
+                "label": task.label,
+                "job_spec": job.spec,
+                "task_spec": task.spec,
+                "inputs": job.inputs,
+                "deadline": task.deadline,
             }
         remaining = deadline - rt.clock()
         if remaining <= 0:
@@ -344,6 +352,8 @@ def poll(
             rt.work_ready.wait(timeout=min(remaining, 0.5))
 
 
+            with rt.engine.connect() as conn:  # training that died resumes where it was
+                return {"task": ai.resume_claim(conn, claim)}
 @router.get("/tasks/{task_id}/inputs/{name}")
 def task_input(
     task_id: str, name: str, who: str = Depends(caller), rt: Runtime = Depends(runtime)
@@ -355,7 +365,7 @@ def task_input(
     with rt.engine.connect() as conn:
         task = service.require_assigned(conn, task_id, who)
         job = service.get_job(conn, task.job_id)
-    sha = job.inputs.get(name)
+        sha = job.inputs.get(name) or ai.task_input_sha(conn, task_id, name)
     if sha is None:
         raise NotFound(f"task {task_id} has no input {name!r}")
     return FileResponse(rt.blobs.open_path(sha), filename=name)

@@ -420,6 +420,7 @@ class InferenceWorkload:
 
     name = "infer"
     input_names = ("model", "inputs", "texts")
+    required_inputs: tuple[str, ...] = ()  # which ones depends on the mode; validate says
 
     def validate(self, params: dict[str, Any], inputs: dict[str, Path]) -> dict[str, Any]:
         model = params.get("model")
@@ -603,6 +604,37 @@ def compare_results(a: Path, b: Path, tolerance: Tolerance, embeddings: bool) ->
         equal &= close and cos >= tolerance.min_cosine
     kind = "exact" if worst_diff == 0 else "within tolerance" if equal else "outside tolerance"
     return Comparison(equal, worst_cos, f"max abs diff {worst_diff:.3g} ({kind})")
+
+
+# ---------------------------------------------------------------- demo data
+
+
+def make_demo_onnx(path: Path, features: int = 16, out: int = 4, seed: int = 1) -> Path:
+    """Write a small ONNX model, ``y = relu(x @ W + b)`` over a dynamic batch of float32
+    rows of ``features``, for trying batch inference and ONNX endpoints."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["x", "W"], ["xw"]),
+            helper.make_node("Add", ["xw", "B"], ["pre"]),
+            helper.make_node("Relu", ["pre"], ["y"]),
+        ],
+        "demo_matmul_relu",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", features])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", out])],
+        initializer=[
+            numpy_helper.from_array(rng.normal(size=(features, out)).astype(np.float32), "W"),
+            numpy_helper.from_array(rng.normal(size=(out,)).astype(np.float32), "B"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path
 
 
 WORKLOAD = InferenceWorkload()

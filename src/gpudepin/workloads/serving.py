@@ -16,6 +16,7 @@ the exact response shape the ``openai`` client parses (floats or base64).
 from __future__ import annotations
 
 import base64
+import re
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -37,6 +38,7 @@ from gpudepin.workloads.inference import (
 DEFAULT_EMBEDDING_MODEL = "all-minilm-l6-v2"
 MAX_TEXTS_PER_REQUEST = 2048  # the same cap OpenAI puts on one embeddings request
 MAX_ROWS_PER_REQUEST = 4096
+SERVE_PREFIX = "serve:"  # a lease whose workload starts so serves a model
 
 
 class Server(Protocol):
@@ -174,6 +176,25 @@ def load_server(
         f"serve: unknown endpoint kind {kind!r}",
         hint="Serve 'embeddings' or an .onnx model file.",
         field="serve",
+    )
+
+
+def parse_serve(workload: str) -> dict[str, str] | None:
+    """What a lease's workload asks its provider to serve, or None for bare GPU time.
+
+    ``serve:embeddings[:<catalog model>]`` or ``serve:onnx:<sha256 of the model file>``.
+    """
+    if not workload.startswith(SERVE_PREFIX):
+        return None
+    kind, _, rest = workload.removeprefix(SERVE_PREFIX).partition(":")
+    if kind == "embeddings":
+        return {"kind": kind, "model": catalog_model(rest or DEFAULT_EMBEDDING_MODEL).name}
+    if kind == "onnx" and re.fullmatch(r"[0-9a-f]{64}", rest):
+        return {"kind": kind, "model": rest}
+    raise InvalidInput(
+        f"workload: cannot serve {workload!r}",
+        hint="Use serve:embeddings or serve:onnx:<sha256 of an uploaded .onnx file>.",
+        field="workload",
     )
 
 

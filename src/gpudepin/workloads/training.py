@@ -690,6 +690,7 @@ class TrainingWorkload:
 
     name = "train"
     input_names = ("spec", "dataset", "checkpoint")
+    required_inputs = ("dataset",)  # the spec may come as params; checkpoint only on resume
 
     def validate(self, params: dict[str, Any], inputs: dict[str, Path]) -> dict[str, Any]:
         raw = dict(params)
