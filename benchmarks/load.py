@@ -1,0 +1,346 @@
+"""Load: 1,000 emulated providers and a buyer against a real coordinator process.
+
+    python3 benchmarks/load.py [--providers 1000] [--seconds 40] [--db sqlite|postgres|both]
+                               [--no-celery] [--no-ray]
+
+Each emulated provider is a coroutine with its own Ethereum key: it signs in (SIWE),
+registers, heartbeats, polls for work (``wait=0``; it sleeps a little when there is
+none) and, for each tiny ``echo`` task it gets, uploads the exact expected bytes and
+submits them signed, like a real agent minus the process it would run. A buyer keeps
+a backlog of echo jobs queued. The coordinator runs under uvicorn in a subprocess, on
+SQLite and on PostgreSQL. Printed: sustained tasks/s (accepted results), p50/p99 API
+latency per call and overall, and errors (non-2xx answers or failed requests).
+
+In the same run the same number of tiny tasks is dispatched with Celery (Redis broker
+at 127.0.0.1:6379) and with Ray on this machine, and our throughput is printed as a
+ratio to each. Every client runs in this one process, on the same cores as the server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+
+from gpudepin.cli.localnet import free_port, wait_healthy
+from gpudepin.identity import result_message, sign_text
+from gpudepin.workloads.echo import expected
+
+HERE = Path(__file__).resolve().parent
+PG_ADMIN = os.environ.get("GPUDEPIN_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+HEARTBEAT_S = 10.0
+IDLE_S = 2.0  # a provider that found no work polls again after about this long
+JOB_TASKS = 200
+BACKLOG = 600  # the buyer keeps at least this many tasks queued
+
+
+@dataclass
+class Stats:
+    recording: bool = False
+    latency: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    errors: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    done: int = 0  # accepted while recording
+    accepted: int = 0  # accepted at all
+    submitted: int = 0
+
+
+class Api:
+    """One emulated party: an httpx client shared by all, its own key and session."""
+
+    def __init__(self, http: httpx.AsyncClient, account: LocalAccount, stats: Stats) -> None:
+        self.http, self.account, self.stats = http, account, stats
+        self.token = ""
+
+    async def call(self, name: str, method: str, path: str, **kw: object) -> dict | None:
+        headers = {"authorization": f"Bearer {self.token}"} if self.token else {}
+        t0 = time.perf_counter()
+        try:
+            r = await self.http.request(method, path, headers=headers, **kw)  # type: ignore[arg-type]
+            ok = r.is_success
+        except httpx.HTTPError as exc:
+            ok, r, why = False, None, repr(exc)
+        if self.stats.recording:
+            self.stats.latency[name].append(time.perf_counter() - t0)
+            if not ok:
+                self.stats.errors[name] += 1
+        if not ok:
+            if not self.stats.recording:
+                raise RuntimeError(f"{name} failed: {r.text if r is not None else why}")
+            return None
+        return r.json()  # type: ignore[no-any-return, union-attr]
+
+    async def login(self) -> None:
+        msg = await self.call(
+            "challenge", "POST", "/v1/auth/challenge", json={"address": self.account.address}
+        )
+        assert msg is not None
+        out = await self.call(
+            "login",
+            "POST",
+            "/v1/auth/login",
+            json={"message": msg["message"], "signature": sign_text(self.account, msg["message"])},
+        )
+        assert out is not None
+        self.token = out["token"]
+
+
+async def register(api: Api, i: int) -> None:
+    hw = {"gpu_class": "cpu", "device": "cpu", "vram_gb": 0}
+    body = {"name": f"load-{i}", "region": "eu-west", "operator": f"op-{i}", "hardware": hw}
+    await api.call("register", "POST", "/v1/providers/register", json=body)
+
+
+async def provider(api: Api, stop: asyncio.Event, rng: random.Random) -> None:
+    next_beat = time.monotonic() + rng.uniform(0, HEARTBEAT_S)
+    await asyncio.sleep(rng.uniform(0, IDLE_S))
+    while not stop.is_set():
+        if time.monotonic() >= next_beat:
+            await api.call("heartbeat", "POST", "/v1/providers/heartbeat")
+            next_beat += HEARTBEAT_S
+        out = await api.call("poll", "POST", "/v1/providers/poll", params={"wait": 0})
+        task = out and out.get("task")
+        if not task:
+            await asyncio.sleep(IDLE_S * rng.uniform(0.5, 1.5))
+            continue
+        data = expected(task["job_spec"], task["task_spec"])
+        up = await api.call("upload", "PUT", "/v1/blobs", content=data)
+        if up is None:
+            continue
+        sig = sign_text(api.account, result_message(task["id"], up["sha256"]))
+        res = await api.call(
+            "result",
+            "POST",
+            f"/v1/tasks/{task['id']}/result",
+            json={"sha256": up["sha256"], "signature": sig, "meta": {}},
+        )
+        if res is not None and res["state"] == "accepted":
+            api.stats.accepted += 1
+            api.stats.done += api.stats.recording
+
+
+async def buyer(api: Api, stop: asyncio.Event) -> None:
+    await api.call("faucet", "POST", "/v1/wallet/faucet", json={"amount": "1000000"})
+    seed = 0
+    while not stop.is_set():
+        if api.stats.submitted - api.stats.accepted < BACKLOG:
+            seed += 1
+            params = {"tasks": JOB_TASKS, "seed": seed}
+            body = {"kind": "echo", "params": params, "inputs": {}, "price_per_task": "0.0001"}
+            if await api.call("submit_job", "POST", "/v1/jobs", json=body):
+                api.stats.submitted += JOB_TASKS
+        await asyncio.sleep(0.2)
+
+
+def keys(n: int) -> list[LocalAccount]:
+    """Deterministic keys, derived quickly (no key files)."""
+    return [Account.from_key(hashlib.sha256(f"load-{i}".encode()).digest()) for i in range(n)]
+
+
+async def drive(url: str, n: int, seconds: float, warmup: float) -> Stats:
+    stats = Stats()
+    limits = httpx.Limits(max_connections=n + 10, max_keepalive_connections=n + 10)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30.0) as http:
+        accounts = keys(n + 1)
+        apis = [Api(http, a, stats) for a in accounts]
+        gate = asyncio.Semaphore(50)
+
+        async def sign_in(a: Api) -> None:
+            async with gate:
+                for attempt in range(3):  # a busy server may drop a connection while set up
+                    try:
+                        await a.login()
+                        if a is not apis[-1]:
+                            await register(a, apis.index(a))
+                        return
+                    except RuntimeError:
+                        if attempt == 2:
+                            raise
+
+        t0 = time.monotonic()
+        await asyncio.gather(*(sign_in(a) for a in apis))
+        took = time.monotonic() - t0
+        print(f"  {n} providers signed in and registered, a buyer signed in: {took:.1f}s")
+        stop = asyncio.Event()
+        rng = random.Random(7)
+        tasks = [asyncio.create_task(buyer(apis[-1], stop))]
+        while stats.submitted == 0:  # the window opens with work queued
+            await asyncio.sleep(0.1)
+        tasks += [asyncio.create_task(provider(a, stop, rng)) for a in apis[:-1]]
+        await asyncio.sleep(warmup)
+        stats.recording = True
+        started = time.monotonic()
+        await asyncio.sleep(seconds)
+        stats.recording = False
+        stats.latency["_window"] = [time.monotonic() - started]
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return stats
+
+
+def start_coordinator(home: Path, db: str | None) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port(0)
+    args = [sys.executable, "-m", "gpudepin", "--home", str(home), "coordinator"]
+    args += ["--port", str(port), "--assignment-ttl", "60", "--no-audits"]
+    if db:
+        args += ["--db", db]
+    log = (home / "coordinator.log").open("ab")
+    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    wait_healthy(url, proc)
+    return proc, url
+
+
+def pct(xs: list[float], q: float) -> float:
+    return sorted(xs)[min(len(xs) - 1, int(q * len(xs)))] * 1000 if xs else 0.0
+
+
+def report(label: str, stats: Stats) -> float:
+    window = stats.latency.pop("_window")[0]
+    rate = stats.done / window
+    every = [x for xs in stats.latency.values() for x in xs]
+    errors = sum(stats.errors.values())
+    print(f"  {label}: {rate:.1f} tasks/s sustained over {window:.0f}s ({stats.done} tasks)")
+    print(
+        f"  {label}: API p50 {pct(every, 0.5):.1f} ms, p99 {pct(every, 0.99):.1f} ms over "
+        f"{len(every)} calls ({len(every) / window:.0f}/s); errors {errors}"
+    )
+    for name, xs in sorted(stats.latency.items()):
+        print(
+            f"    {name:<10} {len(xs):>7} calls  p50 {pct(xs, 0.5):6.1f} ms  "
+            f"p99 {pct(xs, 0.99):6.1f} ms  errors {stats.errors.get(name, 0)}"
+        )
+    return rate
+
+
+def run_ours(db: str, n: int, seconds: float, warmup: float) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp)
+        url_db, dropper = None, None
+        if db == "postgres":
+            url_db, dropper = _pg_database()
+        proc, url = start_coordinator(home, url_db)
+        try:
+            print(f"gpudepin on {db}: {n} emulated providers for {seconds:.0f}s at {url}")
+            stats = asyncio.run(drive(url, n, seconds, warmup))
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            if dropper:
+                dropper()
+        return report(db, stats)
+
+
+def _pg_database() -> tuple[str, object]:
+    from sqlalchemy import create_engine, text
+
+    name = f"gpudepin_load_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(
+        PG_ADMIN.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT"
+    )
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+
+    def drop() -> None:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return f"{PG_ADMIN.rsplit('/', 1)[0]}/{name}", drop
+
+
+def run_celery(n_tasks: int) -> float | None:
+    try:
+        import load_celery  # noqa: F401  (fails early when celery is missing)
+    except ImportError as exc:
+        print(f"celery: not available ({exc})")
+        return None
+    from load_celery import app, echo
+
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "load_celery", "worker", "--concurrency", "2",
+         "--loglevel", "warning", "--without-gossip", "--without-mingle", "--without-heartbeat"],
+        cwd=HERE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        echo.delay(0, 0).get(timeout=60)  # the worker is up
+        t0 = time.perf_counter()
+        results = [echo.delay(1, i) for i in range(n_tasks)]
+        for r in results:
+            r.get(timeout=120)
+        rate = n_tasks / (time.perf_counter() - t0)
+    finally:
+        worker.terminate()
+        worker.wait(20)
+        app.close()
+    print(f"celery (redis broker, 2 prefork workers): {n_tasks} tasks at {rate:.1f} tasks/s")
+    return rate
+
+
+def run_ray(n_tasks: int) -> float | None:
+    try:
+        import ray
+    except ImportError:
+        print("ray: not installed")
+        return None
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    try:
+
+        @ray.remote
+        def echo(seed: int, index: int) -> str:
+            return hashlib.sha256(f"echo {seed} {index}\n".encode()).hexdigest()
+
+        ray.get(echo.remote(0, 0))
+        t0 = time.perf_counter()
+        ray.get([echo.remote(1, i) for i in range(n_tasks)])
+        rate = n_tasks / (time.perf_counter() - t0)
+    finally:
+        ray.shutdown()
+    print(f"ray (2 CPUs): {n_tasks} tasks at {rate:.1f} tasks/s")
+    return rate
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--providers", type=int, default=1000)
+    ap.add_argument("--seconds", type=float, default=40.0)
+    ap.add_argument("--warmup", type=float, default=8.0)
+    ap.add_argument("--db", choices=("sqlite", "postgres", "both"), default="both")
+    ap.add_argument("--no-celery", action="store_true")
+    ap.add_argument("--no-ray", action="store_true")
+    args = ap.parse_args()
+    sys.path.insert(0, str(HERE))
+    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start")
+    dbs = ("sqlite", "postgres") if args.db == "both" else (args.db,)
+    ours = {db: run_ours(db, args.providers, args.seconds, args.warmup) for db in dbs}
+    n_tasks = max(100, int(max(ours.values()) * args.seconds))
+    others = {}
+    if not args.no_celery:
+        others["celery"] = run_celery(n_tasks)
+    if not args.no_ray:
+        others["ray"] = run_ray(n_tasks)
+    for db, rate in ours.items():
+        for name, theirs in others.items():
+            if theirs:
+                print(f"ratio gpudepin[{db}] / {name}: {rate / theirs:.2f}")
+    print(f"load average {os.getloadavg()[0]:.1f} at the end")
+
+
+if __name__ == "__main__":
+    main()
