@@ -69,6 +69,14 @@ class CoordinatorSettings(BaseModel):
     hwproof_every_s: float = Field(default=6 * 3600.0, ge=0)  # 0: only at registration
     hwproof_setup_s: float = Field(default=1.0, gt=0)  # round-trip allowance of a proof
 
+    # spot market (docs/market.md); off: a job's max price is its posted price, open to all
+    market: bool = False
+    market_bid_window_s: float = Field(default=30.0, ge=0, le=3600)
+    market_cover: int = Field(default=2, ge=1)  # close early once bids cover an order this often
+    market_start_timeout_s: float = Field(default=120.0, gt=0)  # a winner must start by then
+    market_max_lease_s: int = Field(default=30 * 86_400, gt=0)
+    lease_grace_s: float = Field(default=90.0, gt=0)  # billing stops this long after receipts do
+
     @property
     def database_url(self) -> str:
         return self.db_url or f"sqlite:///{self.home / 'coordinator.db'}"

@@ -62,7 +62,15 @@ def submit_render(
     ctx: typer.Context,
     scene: Annotated[Path, typer.Argument(help="The .blend scene to render.")],
     frames: Annotated[str, typer.Option(help="Frame range, e.g. 1-24.")] = "1-24",
-    price_per_frame: Annotated[str, typer.Option(help="Tokens offered per frame.")] = "0.01",
+    price_per_frame: Annotated[
+        str,
+        typer.Option(
+            "--max-price-per-frame",
+            "--price-per-frame",
+            help="Most tokens paid per frame; the auction's winners are paid their own bids.",
+        ),
+    ] = "0.01",
+    gpu: Annotated[str | None, typer.Option(help="Required GPU class, e.g. rtx4090.")] = None,
     resolution: Annotated[int | None, typer.Option(help="Resolution percentage (1-100).")] = None,
     samples: Annotated[int | None, typer.Option(help="Cycles samples per pixel.")] = None,
     chunk: Annotated[int, typer.Option(help="Frames per task.")] = 1,
@@ -95,6 +103,7 @@ def submit_render(
             params,
             {"scene": scene},
             price_per_frame,
+            gpu_class=gpu,
             **placement.terms(region, deny_region, require_tag, deny_tag, tier, deadline),
         )
         if as_json and not wait:
@@ -163,6 +172,10 @@ def jobs_show(
         f"{' (' + job['reason'] + ')' if job['reason'] else ''}"
     )
     console.print(f"escrow {job['escrow']} · {job['price_per_task']} per task unit · {counts}")
+    if job.get("market"):
+        from gpudepin.cli.market import print_auction
+
+        print_auction(job["market"])
     table = Table("task", "label", "state", "attempts", "provider")
     for t in job["tasks"]:
         table.add_row(t["id"], t["label"], t["state"], str(t["attempts"]), t["provider"] or "")

@@ -72,6 +72,11 @@ class LocalNetwork:
     anvil: AnvilNode | None = None
     chain_rpc: str = ""
     chain_note: str = ""  # one line for the user: where settlement runs, or why it is off
+    # the market on one machine: short auctions, quick stop of billing (docs/market.md)
+    bid_window_s: float = 2.0
+    market_cover: int = 2
+    lease_grace_s: float = 15.0
+    provider_args: dict[int, list[str]] = field(default_factory=dict)  # agent i's extra flags
 
     @property
     def state_file(self) -> Path:
@@ -101,6 +106,8 @@ class LocalNetwork:
         self.api_url = f"http://127.0.0.1:{port}"
         coord = ["coordinator", "--port", str(port), "--assignment-ttl", str(self.assignment_ttl_s)]
         coord += ["--hold-window", str(self.hold_window_s), "--unbonding", str(self.hold_window_s)]
+        coord += ["--bid-window", str(self.bid_window_s), "--market-cover", str(self.market_cover)]
+        coord += ["--lease-grace", str(self.lease_grace_s)]
         if self.db_url:
             coord += ["--db", self.db_url]
         try:
@@ -173,6 +180,7 @@ class LocalNetwork:
                 REGIONS[(i - 1) % len(REGIONS)],
                 "--operator",
                 f"op-{i}",
+                *self.provider_args.get(i, []),
             ],
         )
         self._write_state()

@@ -13,6 +13,7 @@ from gpudepin.cli import (
     economics,
     enterprise,
     jobs,
+    market,
     network,
     sim,
     stats,
@@ -57,6 +58,7 @@ def version() -> None:
 network.register(app)
 verification.register(app)
 jobs.register(app)
+market.register(app)
 enterprise.register(app)
 wallet.register(app)
 stats.register(app)

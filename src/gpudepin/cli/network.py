@@ -86,6 +86,22 @@ def coordinator(
     shard_offline: Annotated[
         float, typer.Option(help="Seconds of silence after which a holder's shards are re-created.")
     ] = 300.0,
+    market: Annotated[
+        bool, typer.Option(help="Auction every job and lease (off: the max price is paid).")
+    ] = True,
+    bid_window: Annotated[float, typer.Option(help="Seconds an auction takes bids.")] = 30.0,
+    market_cover: Annotated[
+        int, typer.Option(help="Close an auction early once bids cover the order this often.")
+    ] = 2,
+    start_timeout: Annotated[
+        float, typer.Option(help="Seconds a winner has to start before it loses the award.")
+    ] = 120.0,
+    lease_grace: Annotated[
+        float, typer.Option(help="Seconds without usage receipts before a lease stops billing.")
+    ] = 90.0,
+    gateway_stale: Annotated[
+        float, typer.Option(help="Seconds of silence after which a serving provider is down.")
+    ] = 10.0,
 ) -> None:
     """Run the coordinator (HTTP API on /v1, OpenAPI at /docs)."""
     import uvicorn
@@ -116,6 +132,11 @@ def coordinator(
         shard_threshold_bytes=shard_threshold_kb * 1024,
         shard_keep_coordinator_copy=keep_coordinator_copy,
         shard_offline_s=shard_offline,
+        market=market,
+        market_bid_window_s=bid_window,
+        market_cover=market_cover,
+        market_start_timeout_s=start_timeout,
+        lease_grace_s=lease_grace,
     )
     app = create_app(settings)
     uvicorn.run(app, host=host, port=port, log_level="warning")
@@ -134,8 +155,23 @@ def provider_start(
     offer_disk_gb: Annotated[
         float, typer.Option(help="Disk to offer for erasure-coded shards of others' outputs, GB.")
     ] = 0.0,
+    market: Annotated[bool, typer.Option(help="Bid on market orders and run leases.")] = True,
+    strategy: Annotated[
+        str | None, typer.Option(help="Pricing strategy: cost, or package.module:Class.")
+    ] = None,
+    electricity_price: Annotated[
+        float | None, typer.Option(help="Your electricity price, USD per kWh (cost strategy).")
+    ] = None,
+    margin: Annotated[float | None, typer.Option(help="Margin over your cost, e.g. 0.25.")] = None,
+    token_price: Annotated[float | None, typer.Option(help="USD per token, to price in.")] = None,
+    asks: Annotated[
+        bool | None, typer.Option("--asks/--no-asks", help="Post standing asks (instant spot).")
+    ] = None,
 ) -> None:
-    """Run a provider agent: register this machine and take work from the coordinator."""
+    """Run a provider agent: register this machine and take work from the coordinator.
+
+    Market settings come from HOME/agents/NAME/provider.toml ([strategy], [market];
+    docs/market.md), and these flags override them."""
     from gpudepin.provider.agent import AgentConfig, run_agent
     from gpudepin.provider.hardware import detect
 
@@ -157,6 +193,21 @@ def provider_start(
         task_timeout_s=task_timeout,
         offer_disk_bytes=int(offer_disk_gb * 1e9),
     )
+    if market:
+        from gpudepin.provider.bidder import CONFIG_NAME, load_market_config
+        from gpudepin.provider.strategy import load_strategy
+
+        cfg.market = load_market_config(
+            workdir / CONFIG_NAME,
+            dict(
+                strategy=strategy,
+                electricity_price=electricity_price,
+                margin=margin,
+                token_price=token_price,
+                asks=asks,
+            ),
+        )
+        load_strategy(cfg.market.strategy, cfg.market.settings)  # a bad setting stops us here
     run_agent(client, cfg, detect(), workdir)
 
 

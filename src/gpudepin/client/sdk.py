@@ -161,8 +161,13 @@ class Client:
         residency: dict[str, list[str]] | None = None,
         tier: str = "consumer",
         deadline_s: float | None = None,
+        gpu_class: str | None = None,
+        min_vram_gb: float = 0.0,
     ) -> dict[str, Any]:
         """Upload the job's files, then submit it; returns the job as the coordinator has it.
+
+        ``price_per_task`` is the most paid per task unit; in the market it is the order's
+        maximum, ``gpu_class`` and ``min_vram_gb`` its hardware requirements.
 
         ``residency`` restricts where it runs (allow_regions, deny_regions, require_tags,
         deny_tags); ``tier="enterprise"`` with ``deadline_s`` buys the deadline SLA.
@@ -177,6 +182,8 @@ class Client:
             "residency": residency,
             "tier": tier,
             "deadline_s": deadline_s,
+            "gpu_class": gpu_class,
+            "min_vram_gb": min_vram_gb,
         }
         return dict(self._send("POST", "/jobs", json=body))
 
@@ -353,3 +360,116 @@ class Client:
     def drop_shard(self, artifact: str, index: int) -> dict[str, Any]:
         """Say a shard the coordinator no longer counts as ours was deleted."""
         return dict(self._send("POST", f"/shards/{artifact}/{index}/dropped"))
+
+    # ---- market ----
+
+    def quote(
+        self,
+        kind: str,
+        max_price: str,
+        quantity: int = 1,
+        *,
+        duration_s: int = 0,
+        gpu_class: str | None = None,
+        min_vram_gb: float = 0.0,
+        regions: list[str] | None = None,
+        tier: str | None = None,
+        task_seconds: float = 0.0,
+    ) -> dict[str, Any]:
+        """Dry run of an order: would it clear now, at what price and fee, or why not.
+        ``max_price`` is tokens per task unit (batch) or per GPU-hour (lease)."""
+        body = {
+            "kind": kind,
+            "max_price": max_price,
+            "quantity": quantity,
+            "duration_s": duration_s,
+            "gpu_class": gpu_class,
+            "min_vram_gb": min_vram_gb,
+            "regions": regions,
+            "tier": tier,
+            "task_seconds": task_seconds,
+        }
+        return dict(self._send("POST", "/quote", auth=False, json=body))
+
+    def market(self, window_s: float = 3600.0) -> dict[str, Any]:
+        """Best standing asks and recent clearing prices per kind, class and region."""
+        return dict(self._send("GET", "/market", auth=False, params={"window_s": window_s}))
+
+    def order(self, order_id: str) -> dict[str, Any]:
+        """One of your orders' auction: bids received, winners, prices or the reason."""
+        return dict(self._send("GET", f"/orders/{order_id}"))
+
+    def create_lease(
+        self,
+        gpu_class: str | None,
+        duration_s: int,
+        max_price_per_hour: str,
+        *,
+        regions: list[str] | None = None,
+        gpus: int = 1,
+        min_vram_gb: float = 0.0,
+        tier: str | None = None,
+        workload: str = "",
+    ) -> dict[str, Any]:
+        """Rent GPUs: locks the whole lease's escrow and runs the auction."""
+        body = {
+            "gpu_class": gpu_class,
+            "duration_s": duration_s,
+            "max_price_per_hour": max_price_per_hour,
+            "regions": regions,
+            "gpus": gpus,
+            "min_vram_gb": min_vram_gb,
+            "tier": tier,
+            "workload": workload,
+        }
+        return dict(self._send("POST", "/leases", json=body))
+
+    def leases(self, role: str = "buyer") -> list[dict[str, Any]]:
+        return list(self._send("GET", "/leases", params={"role": role}))
+
+    def lease(self, lease_id: str) -> dict[str, Any]:
+        return dict(self._send("GET", f"/leases/{lease_id}"))
+
+    def close_lease(self, lease_id: str) -> dict[str, Any]:
+        """End a lease early; the unspent escrow returns to your balance."""
+        return dict(self._send("POST", f"/leases/{lease_id}/close"))
+
+    def market_work(self, wait: float = 0.0, since: float = 0.0) -> dict[str, Any]:
+        """Provider: open orders you may bid on, your bids' outcomes, leases to run; waits
+        up to ``wait`` seconds for an order opened or a lease awarded after ``since``."""
+        extra = {"timeout": wait + 30} if wait > 0 else {}
+        params = {"wait": wait, "since": since}
+        return dict(self._send("GET", "/market/work", params=params, **extra))
+
+    def place_bid(self, order_id: str, price: int, capacity: int, valid_until: float) -> None:
+        """Provider: a sealed bid (base units per unit), signed over ``bid_message``."""
+        from gpudepin.core.market import Bid, bid_message
+
+        bid = Bid(order_id, self.address, price, capacity, valid_until)
+        body = {
+            "price": str(price),
+            "capacity": capacity,
+            "valid_until": valid_until,
+            "signature": sign_text(self.account, bid_message(bid)),
+        }
+        self._send("POST", f"/orders/{order_id}/bids", json=body)
+
+    def post_ask(self, kind: str, price: int, capacity: int, valid_until: float) -> dict[str, Any]:
+        """Provider: a standing ask for instant spot (base units; capacity 0 withdraws)."""
+        body = {"kind": kind, "price": str(price), "capacity": capacity, "valid_until": valid_until}
+        return dict(self._send("POST", "/market/asks", json=body))
+
+    def start_lease(self, lease_id: str) -> dict[str, Any]:
+        return dict(self._send("POST", f"/leases/{lease_id}/start"))
+
+    def lease_receipt(self, lease_id: str, cumulative_seconds: int, at: float) -> dict[str, Any]:
+        """Provider: a usage receipt, signed over ``receipt_message``; bills new seconds."""
+        from gpudepin.core.leases import UsageReceipt, receipt_message
+
+        msg = receipt_message(UsageReceipt(lease_id, self.address, cumulative_seconds, at))
+        body = {
+            "cumulative_seconds": cumulative_seconds,
+            "at": at,
+            "signature": sign_text(self.account, msg),
+        }
+        return dict(self._send("POST", f"/leases/{lease_id}/receipts", json=body))

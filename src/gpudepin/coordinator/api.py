@@ -18,6 +18,8 @@ from gpudepin.coordinator import (
     auth,
     db,
     enterprise,
+    market,
+    market_leases,
     schemas,
     service,
     settlement,
@@ -140,6 +142,7 @@ def job_view(conn: Any, job: Any, with_events: bool = False) -> dict[str, Any]:
         "spec": job.spec,
         "counts": counts,
         "outputs": job.outputs or [],
+        "market": market.job_market(conn, job.id),
         "tasks": [
             {
                 "id": t.id,
@@ -201,6 +204,8 @@ def submit_job(
             now=rt.clock(),
         )
         enterprise.attach_terms(conn, job_id, terms, rt.clock())
+        if rt.settings.market:  # the job becomes an order; only its winners may claim
+            market.open_for_job(conn, rt.settings, job_id, who, body, terms, plans, rt.clock())
     rt.notify_work()
     with rt.engine.connect() as conn:
         return job_view(conn, service.get_job(conn, job_id))
@@ -275,6 +280,7 @@ def list_providers(rt: Runtime = Depends(runtime)) -> list[dict[str, Any]]:
     now = rt.clock()
     with rt.engine.connect() as conn:
         done = service.provider_task_counts(conn)
+        held = market_leases.holding(conn)  # GPUs a lease holds are not free for work
         return [
             {
                 "address": p.address,
@@ -286,6 +292,7 @@ def list_providers(rt: Runtime = Depends(runtime)) -> list[dict[str, Any]]:
                 "last_seen": p.last_seen,
                 "online": now - p.last_seen < rt.settings.assignment_ttl_s,
                 "tasks_done": done.get(p.address, 0),
+                "leases": held.get(p.address, []),
             }
             for p in service.list_providers(conn)
         ]

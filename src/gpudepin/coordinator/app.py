@@ -124,7 +124,14 @@ def create_app(
 
 def api_routers() -> list[APIRouter]:
     """Every domain's ``/v1`` router; a new domain adds its module here."""
-    from gpudepin.coordinator import api, api_chain, api_enterprise, api_stats, api_verification
+    from gpudepin.coordinator import (
+        api,
+        api_chain,
+        api_enterprise,
+        api_market,
+        api_stats,
+        api_verification,
+    )
     from gpudepin.coordinator.api_storage import router as storage_router
     from gpudepin.dashboard import pages
 
@@ -134,6 +141,7 @@ def api_routers() -> list[APIRouter]:
         api_enterprise.router,
         api_stats.router,
         api_verification.router,
+        api_market.router,
         storage_router,
         pages.router,
     ]

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gpudepin.coordinator import enterprise, service, settlement
+from gpudepin.coordinator import enterprise, market, service, settlement
 from gpudepin.core.errors import GpudepinError
 from gpudepin.workloads import registry
 from gpudepin.workloads.base import TaskPlan
@@ -42,6 +42,7 @@ def duties() -> list[Callable[[Runtime], None]]:
         enterprise.sla_duty,
         settlement.settle,
         sample_stats,
+        market.market_duty,
     ]
 
 

@@ -20,7 +20,12 @@ class JobIn(BaseModel):
     kind: str = Field(description="render, infer or train")
     params: dict[str, Any] = Field(default_factory=dict)
     inputs: dict[str, str] = Field(description="input name -> sha256 of an uploaded blob")
-    price_per_task: str = Field(description="tokens offered per task unit (a frame for render)")
+    price_per_task: str = Field(
+        description="tokens offered per task unit (a frame for render); the maximum in the market"
+    )
+    gpu_class: str | None = Field(default=None, description="market: required GPU class")
+    min_vram_gb: float = Field(default=0.0, description="market: minimum VRAM per GPU")
+    task_seconds: float = Field(default=0.0, ge=0, description="market: est. seconds per unit")
     max_attempts: int = Field(default=3, ge=1, le=20)
     residency: dict[str, list[str]] | None = Field(
         default=None,

@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, update
 
-from gpudepin.coordinator import db, enterprise, speculation, store
+from gpudepin.coordinator import db, enterprise, market, speculation, store
 from gpudepin.core import ledger
 from gpudepin.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from gpudepin.core.hardware import gpu_class
@@ -293,6 +293,7 @@ def claim_task(conn: Connection, provider: str, now: float, ttl: float) -> Any |
             db.tasks.c.state == TaskState.PENDING.value,
             db.tasks.c.job_id.in_(active),
             enterprise.claimable_by(db.tasks.c.job_id, provider),
+            market.claimable_by(db.tasks.c.job_id, provider),
         )
         .order_by(db.tasks.c.updated_at, db.tasks.c.idx)
         .limit(1)
@@ -317,6 +318,7 @@ def claim_task(conn: Connection, provider: str, now: float, ttl: float) -> Any |
     )
     if res.rowcount != 1:
         return None
+    market.on_claimed(conn, row.id, row.job_id, provider, now)  # the winner's bid prices it
     job = get_job(conn, row.job_id)
     if job.state == JobState.FUNDED.value:
         _set_job_state(conn, job.id, JobState.FUNDED, JobState.RUNNING, now)

@@ -38,6 +38,7 @@ class AgentConfig:
     offer_disk_bytes: int = 0  # disk offered for erasure-coded shards of others' outputs
     min_free_mb: int = 64  # below this much free disk the agent takes no new work
     disk_recheck_s: float = 2.0
+    market: Any = None  # a provider.bidder.MarketConfig: bid on orders, hold leases
 
 
 class Agent:
@@ -103,7 +104,18 @@ class Agent:
         self.register()
         beat = threading.Thread(target=self._heartbeats, name="heartbeat", daemon=True)
         beat.start()
+        market = None
+        if self.config.market is not None:  # docs/market.md
+            from gpudepin.provider.bidder import MarketEngine, start_market
+
+            market = MarketEngine(
+                self.client, self.hardware, self.config.region, self.config.market
+            )
+            start_market(market, self.stop)
         while not self.stop.is_set():
+            if market is not None and market.holding:  # a lease holds the GPU: no batch work
+                self.stop.wait(0.5)
+                continue
             if not self._disk_ok():
                 self.stop.wait(self.config.disk_recheck_s)
                 continue
