@@ -8,7 +8,8 @@ registers, heartbeats, polls for work (``wait=0``; it sleeps a little when there
 none) and, for each tiny ``echo`` task it gets, uploads the exact expected bytes and
 submits them signed, like a real agent minus the process it would run. A buyer keeps
 a backlog of echo jobs queued. The coordinator runs under uvicorn in a subprocess, on
-SQLite and on PostgreSQL. Printed: sustained tasks/s (accepted results), p50/p99 API
+SQLite and on PostgreSQL, with posted prices (no auction) and audits off: this measures
+dispatch. Printed: sustained tasks/s (accepted results), p50/p99 API
 latency per call and overall, and errors (non-2xx answers or failed requests).
 
 In the same run the same number of tiny tasks is dispatched with Celery (Redis broker
@@ -194,7 +195,7 @@ async def drive(url: str, n: int, seconds: float, warmup: float) -> Stats:
 def start_coordinator(home: Path, db: str | None) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port(0)
     args = [sys.executable, "-m", "gpudepin", "--home", str(home), "coordinator"]
-    args += ["--port", str(port), "--assignment-ttl", "60", "--no-audits"]
+    args += ["--port", str(port), "--assignment-ttl", "60", "--no-audits", "--no-market"]
     if db:
         args += ["--db", db]
     log = (home / "coordinator.log").open("ab")

@@ -156,14 +156,15 @@ def network(
     home: Path, providers: int, ttl: float = 3.0, db_url: str | None = None
 ) -> Iterator[LocalNetwork]:
     """A local network for chaos: short assignment ttl, audits off (they would take polls
-    and pay auditors from fees; the trust layer is tested on its own)."""
+    and pay auditors from fees; the trust layer is tested on its own) and posted prices
+    (an auction's bid window would only add its wait to every job)."""
     net = LocalNetwork(
         home,
         providers=providers,
         port=0,
         db_url=db_url,
         assignment_ttl_s=ttl,
-        extra_coordinator_args=["--no-audits"],
+        extra_coordinator_args=["--no-audits", "--no-market"],
     )
     net.start()
     try:
