@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
 from gpudepin.coordinator import hwproofs, service, verification
+from gpudepin.coordinator import tables_verification as tv
 from gpudepin.coordinator.api import caller, runtime
 from gpudepin.coordinator.app import Runtime
 from gpudepin.core.money import format_amount, parse_amount
@@ -33,9 +34,9 @@ def _stake_view(conn: Any, who: str, rt: Runtime) -> dict[str, Any]:
     pending = [
         {"amount": format_amount(r.amount), "release_at": r.release_at}
         for r in conn.execute(
-            verification.tv.unbondings.select().where(
-                verification.tv.unbondings.c.address == who,
-                verification.tv.unbondings.c.released.is_(False),
+            tv.unbondings.select().where(
+                tv.unbondings.c.address == who,
+                tv.unbondings.c.released.is_(False),
             )
         )
     ]

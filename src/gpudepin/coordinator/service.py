@@ -287,6 +287,8 @@ def claim_task(conn: Connection, provider: str, now: float, ttl: float) -> Any |
     active = select(db.jobs.c.id).where(
         db.jobs.c.state.in_([JobState.FUNDED.value, JobState.RUNNING.value])
     )
+    from gpudepin.coordinator import verification  # it builds on this module
+
     q = (
         select(db.tasks.c.id, db.tasks.c.job_id)
         .where(
@@ -294,6 +296,7 @@ def claim_task(conn: Connection, provider: str, now: float, ttl: float) -> Any |
             db.tasks.c.job_id.in_(active),
             enterprise.claimable_by(db.tasks.c.job_id, provider),
             market.claimable_by(db.tasks.c.job_id, provider),
+            verification.claimable_by(db.tasks.c.id, provider),
         )
         .order_by(db.tasks.c.updated_at, db.tasks.c.idx)
         .limit(1)

@@ -273,9 +273,12 @@ def on_accepted(
             state="held",
         )
     )
+    # the n-th result of a task gets case n: ids (and the audit draws seeded by them)
+    # replay identically
+    rounds = len(conn.execute(select(tv.cases.c.id).where(tv.cases.c.task_id == task.id)).all())
     conn.execute(
         insert(tv.cases).values(
-            id=f"c{task.id}-{task.attempts}",
+            id=f"c{task.id}-{rounds + 1}",
             task_id=task.id,
             job_id=job.id,
             provider=provider,
@@ -330,6 +333,15 @@ def _case_for(conn: Connection, task_id: str, provider: str) -> Any:
         .order_by(tv.cases.c.created_at.desc())
     )
     return conn.execute(q).first()
+
+
+def claimable_by(task_id: Any, provider: str) -> Any:
+    """A SQL condition for the claim query: never hand a provider a task it was proven
+    to have cheated on."""
+    refused = select(tv.cases.c.task_id).where(
+        tv.cases.c.provider == provider, tv.cases.c.state == "rejected"
+    )
+    return task_id.not_in(refused)
 
 
 def blocking_jobs() -> Any:
@@ -405,9 +417,16 @@ def plan_cases(conn: Connection, settings: CoordinatorSettings, now: float) -> i
             _assign(conn, case.id, check.auditor, "auditor", now, settings)
             _maybe_known_answer(conn, settings, check.auditor, case.id, rng, now)
         planned += 1
+    # only a case that never found any auditor stops holding its job back; one that
+    # has a mismatch or a checker that went silent keeps blocking until it is decided
+    tried = select(tv.checks.c.case_id)
     conn.execute(
         update(tv.cases)
-        .where(tv.cases.c.state == "waiting", tv.cases.c.created_at < now - settings.audit_wait_s)
+        .where(
+            tv.cases.c.state == "waiting",
+            tv.cases.c.created_at <= now - settings.audit_wait_s,
+            tv.cases.c.id.not_in(tried),
+        )
         .values(state="unchecked")
     )
     looking = select(tv.cases).where(tv.cases.c.state.in_(["waiting", "unchecked"]))
@@ -440,8 +459,9 @@ def _assign(
             role=role,
             checker=checker,
             state="assigned",
-            # an auditor that never picks the check up loses it after a few heartbeats
-            deadline=now + 3 * settings.assignment_ttl_s,
+            # a busy auditor picks the check up after its current task; one that never
+            # does loses it to another
+            deadline=now + max(3 * settings.assignment_ttl_s, settings.audit_wait_s),
             created_at=now,
             updated_at=now,
         )
@@ -736,15 +756,18 @@ def _reverse_and_redo(conn: Connection, case: Any, job: Any, task: Any, now: flo
             .where(db.tasks.c.id == task.id)
             .values(state=TaskState.REJECTED.value, updated_at=now)
         )
-        service._requeue(
-            conn,
-            task.id,
-            TaskState.REJECTED,
-            task.attempts,
-            job,
-            task.label,
-            "an audit proved the result wrong",
-            now,
+        # back to the queue; a cheated attempt does not count against the buyer's job
+        task_transition(TaskState.REJECTED, TaskState.PENDING)
+        conn.execute(
+            update(db.tasks)
+            .where(db.tasks.c.id == task.id, db.tasks.c.state == TaskState.REJECTED.value)
+            .values(
+                state=TaskState.PENDING.value,
+                provider=None,
+                deadline=None,
+                attempts=max(0, task.attempts - 1),
+                updated_at=now,
+            )
         )
 
 

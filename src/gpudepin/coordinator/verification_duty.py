@@ -40,9 +40,12 @@ def verification_duty(rt: Runtime) -> None:
         ready = verification.ready_cases(conn)
         known = verification.known_answers_done(conn)
         stuck = verification.stuck_for_referee(conn) if s.referee_local else []
-    for case_id in ready:
-        if decide(rt, case_id) == "rejected":
-            rt.notify_work()  # the task is back in the queue
+    outcomes = [decide(rt, case_id) for case_id in ready]
+    if "escalated" in outcomes:  # find referees now rather than a pass later
+        with rt.engine.begin() as conn:
+            verification.plan_cases(conn, s, rt.clock())
+    if outcomes:
+        rt.notify_work()  # a referee's check, or a rejected task back in the queue
     for chk in known:
         judge_known_answer(rt, chk)
     for case_id in stuck:
