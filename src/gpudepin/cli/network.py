@@ -137,6 +137,7 @@ def coordinator(
         market_cover=market_cover,
         market_start_timeout_s=start_timeout,
         lease_grace_s=lease_grace,
+        gateway_stale_s=gateway_stale,
     )
     app = create_app(settings)
     uvicorn.run(app, host=host, port=port, log_level="warning")
@@ -261,9 +262,8 @@ def up(
 def demo(
     ctx: typer.Context,
     providers: Annotated[int, typer.Option(help="Number of local provider agents.")] = 3,
-    frames: Annotated[
-        str | None, typer.Option(help="Frames to render (default: the whole demo scene).")
-    ] = None,
+    # twelve frames keep the demo within two minutes on two cores, audits included
+    frames: Annotated[str, typer.Option(help="Frames of the demo scene to render.")] = "1-12",
     out: Annotated[
         Path | None, typer.Option("-o", "--out", help="Where to save the frames.")
     ] = None,
@@ -293,8 +293,9 @@ def demo(
             else:
                 client.faucet("100")
                 console.print("credited 100 free test tokens to the buyer (local faucet)")
-            params = {"frames": frames} if frames else {}  # no frames: the whole scene
-            job = client.submit_job("render", params, {"scene": demo_scene_path()}, "0.01")
+            job = client.submit_job(
+                "render", {"frames": frames}, {"scene": demo_scene_path()}, "0.01"
+            )
             console.print(
                 f"submitted render job {job['id']}: {len(job['tasks'])} frames, "
                 f"escrow {job['escrow']} tokens"
