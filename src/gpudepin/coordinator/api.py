@@ -175,9 +175,6 @@ def submit_job(
     missing = set(required) - set(body.inputs)
     if missing:
         raise InvalidInput(f"missing input file(s): {', '.join(sorted(missing))}")
-    with rt.engine.connect() as conn:
-        for sha in body.inputs.values():
-            _owned_blob(conn, check_sha256(sha), who)
     unknown = set(body.inputs) - set(workload.input_names)
     if unknown:
         raise InvalidInput(
@@ -185,6 +182,9 @@ def submit_job(
             hint=f"Its inputs: {', '.join(workload.input_names) or 'none'}.",
             field=sorted(unknown)[0],
         )
+    with rt.engine.connect() as conn:
+        for sha in body.inputs.values():
+            _owned_blob(conn, check_sha256(sha), who)
     paths = {name: rt.blobs.open_path(sha) for name, sha in body.inputs.items()}
     spec = workload.validate(body.params, paths)
     plans = workload.split(spec)
@@ -352,6 +352,8 @@ def poll(
                 "inputs": job.inputs,
                 "deadline": task.deadline,
             }
+            with rt.engine.connect() as conn:  # training that died resumes where it was
+                return {"task": ai.resume_claim(conn, claim)}
         remaining = deadline - rt.clock()
         if remaining <= 0:
             return {"task": None}
@@ -359,8 +361,6 @@ def poll(
             rt.work_ready.wait(timeout=min(remaining, 0.5))
 
 
-            with rt.engine.connect() as conn:  # training that died resumes where it was
-                return {"task": ai.resume_claim(conn, claim)}
 @router.get("/tasks/{task_id}/inputs/{name}")
 def task_input(
     task_id: str, name: str, who: str = Depends(caller), rt: Runtime = Depends(runtime)
