@@ -76,6 +76,9 @@ class CoordinatorSettings(BaseModel):
     market_start_timeout_s: float = Field(default=120.0, gt=0)  # a winner must start by then
     market_max_lease_s: int = Field(default=30 * 86_400, gt=0)
     lease_grace_s: float = Field(default=90.0, gt=0)  # billing stops this long after receipts do
+    # hosted inference on leases (docs/ai.md): a provider silent this long is taken for dead
+    gateway_stale_s: float = Field(default=10.0, gt=0)
+    gateway_timeout_s: float = Field(default=60.0, gt=0)  # the longest a request waits
 
     @property
     def database_url(self) -> str:

@@ -9,6 +9,7 @@ import typer
 
 from gpudepin import __version__
 from gpudepin.cli import (
+    ai,
     chain,
     economics,
     enterprise,
@@ -59,6 +60,7 @@ network.register(app)
 verification.register(app)
 jobs.register(app)
 market.register(app)
+ai.register(app)
 enterprise.register(app)
 wallet.register(app)
 stats.register(app)

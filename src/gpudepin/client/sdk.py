@@ -473,3 +473,61 @@ class Client:
             "signature": sign_text(self.account, msg),
         }
         return dict(self._send("POST", f"/leases/{lease_id}/receipts", json=body))
+
+    # ---- ai ----
+
+    def session_token(self) -> str:
+        """The bearer token of this session (signing in first if needed): the API key an
+        OpenAI client passes to a lease's embeddings endpoint."""
+        if self._token is None:
+            self.login()
+        assert self._token is not None
+        return self._token
+
+    def lease_openai_base_url(self, lease_id: str) -> str:
+        """``base_url`` for ``openai.OpenAI(base_url=..., api_key=client.session_token())``."""
+        return f"{self.base_url}/v1/leases/{lease_id}/openai/v1"
+
+    def lease_invoke(self, lease_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """One request to the model a lease serves: ``{"input": [...]}`` for embeddings,
+        ``{"inputs": {name: nested lists}}`` for an ONNX model."""
+        return dict(self._send("POST", f"/leases/{lease_id}/invoke", json=payload))
+
+    def lease_endpoint(self, lease_id: str) -> dict[str, Any]:
+        """A served lease's readiness and request figures (latency p50/p95/p99)."""
+        return dict(self._send("GET", f"/leases/{lease_id}/endpoint"))
+
+    def lease_requests(self, lease_id: str, wait: float) -> dict[str, Any]:
+        """Provider: buyers' requests for the lease this agent serves (long poll)."""
+        return dict(self._send("GET", f"/leases/{lease_id}/requests", params={"wait": wait}))
+
+    def lease_respond(
+        self,
+        lease_id: str,
+        request_id: str,
+        body: dict[str, Any] | None = None,
+        error: dict[str, Any] | None = None,
+        compute_ms: float | None = None,
+    ) -> None:
+        """Provider: the answer (or the error) to one relayed request."""
+        payload = {"body": body, "error": error, "compute_ms": compute_ms}
+        self._send("POST", f"/leases/{lease_id}/responses/{request_id}", json=payload)
+
+    def lease_model(self, lease_id: str, dest: Path) -> Path:
+        """Provider: download the ONNX model an onnx lease serves."""
+        return self._download(f"/leases/{lease_id}/model", dest)
+
+    def task_progress(
+        self, task_id: str, step: int, checkpoint: Path, commitments: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        """Provider: upload a running training task's newest checkpoint and commitments."""
+        body = {
+            "step": step,
+            "checkpoint_sha256": self.upload(checkpoint),
+            "commitments": commitments,
+        }
+        return dict(self._send("POST", f"/tasks/{task_id}/progress", json=body))
+
+    def job_progress(self, job_id: str) -> dict[str, Any]:
+        """How far a training job's tasks got: last checkpointed step and commitments."""
+        return dict(self._send("GET", f"/jobs/{job_id}/progress"))

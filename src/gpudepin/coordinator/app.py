@@ -126,6 +126,7 @@ def api_routers() -> list[APIRouter]:
     """Every domain's ``/v1`` router; a new domain adds its module here."""
     from gpudepin.coordinator import (
         api,
+        api_ai,
         api_chain,
         api_enterprise,
         api_market,
@@ -142,6 +143,7 @@ def api_routers() -> list[APIRouter]:
         api_stats.router,
         api_verification.router,
         api_market.router,
+        api_ai.router,
         storage_router,
         pages.router,
     ]

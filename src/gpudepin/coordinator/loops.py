@@ -29,6 +29,7 @@ def tick(rt: Runtime) -> None:
 
 def duties() -> list[Callable[[Runtime], None]]:
     """The periodic duties, in order; a new domain adds its own here."""
+    from gpudepin.coordinator.api_ai import endpoint_duty
     from gpudepin.coordinator.artifacts import storage_duty
     from gpudepin.coordinator.speculation import straggler_duty
     from gpudepin.coordinator.verification_duty import verification_duty
@@ -43,6 +44,7 @@ def duties() -> list[Callable[[Runtime], None]]:
         settlement.settle,
         sample_stats,
         market.market_duty,
+        endpoint_duty,
     ]
 
 

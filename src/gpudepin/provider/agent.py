@@ -20,6 +20,7 @@ from typing import Any
 from gpudepin import __version__
 from gpudepin.client import Client
 from gpudepin.core.errors import Forbidden, GpudepinError, Unavailable
+from gpudepin.provider.hosting import LeaseHosting, training_progress
 from gpudepin.provider.shards import ShardKeeper
 
 log = logging.getLogger("gpudepin.agent")
@@ -104,6 +105,10 @@ class Agent:
         self.register()
         beat = threading.Thread(target=self._heartbeats, name="heartbeat", daemon=True)
         beat.start()
+        device = self.hardware.get("device", "cpu")
+        # serve the models of leases won (docs/ai.md)
+        hosting = LeaseHosting(self.client, self.workdir, self.stop, device, self.config.threads)
+        threading.Thread(target=hosting.run, name="hosting", daemon=True).start()
         market = None
         if self.config.market is not None:  # docs/market.md
             from gpudepin.provider.bidder import MarketEngine, start_market
@@ -215,7 +220,8 @@ class Agent:
             for name, path in inputs.items():
                 cmd += ["--input", f"{name}={path}"]
             started = time.monotonic()
-            outcome = self._execute(cmd)
+            with training_progress(self.client, task, work / "out"):  # resumable if we die
+                outcome = self._execute(cmd)
             seconds = time.monotonic() - started
             if "result" not in outcome:
                 reason = outcome.get("error", "the task failed")
