@@ -314,5 +314,8 @@ def test_a_lease_that_serves_nothing_has_no_endpoint(market_net: Net) -> None:
     prov.start_lease(lease_id)
     with pytest.raises(InvalidInput, match="serves no model"):
         buyer.lease_invoke(lease_id, {"input": "hello"})
-    with pytest.raises(InvalidInput, match="^model: unknown catalog model"):
-        parse_serve("serve:embeddings:gpt-17")
+    with pytest.raises(InvalidInput, match=r"^model: unknown catalog model"):
+        buyer.create_lease("cpu", 600, "1", workload="serve:embeddings:gpt-17")
+    with pytest.raises(InvalidInput, match=r"^workload: no uploaded model"):
+        buyer.create_lease("cpu", 600, "1", workload="serve:onnx:" + "ab" * 32)
+    assert parse_serve("serve:embeddings") == {"kind": "embeddings", "model": "all-minilm-l6-v2"}

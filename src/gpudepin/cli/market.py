@@ -207,11 +207,19 @@ def lease_create(
     region: Regions = None,
     min_vram: Annotated[float, typer.Option(help="Minimum VRAM per GPU, GB.")] = 0.0,
     workload: Annotated[str, typer.Option(help="What runs on it (empty: bare GPU).")] = "",
+    serve: Annotated[
+        str | None,
+        typer.Option(help="Serve a model on it: embeddings, or a model.onnx (docs/ai.md)."),
+    ] = None,
     wait: Annotated[bool, typer.Option(help="Wait for the auction to decide.")] = True,
     as_json: AsJson = False,
 ) -> None:
     """Rent GPUs: the whole escrow is locked now, billing is per delivered second."""
     with state(ctx).client() as client:
+        if serve is not None:  # the winner loads it; buyers call it through the gateway
+            from gpudepin.cli.ai import serve_workload
+
+            workload = serve_workload(client, serve)
         lease = client.create_lease(
             gpu,
             _hours(hours),
@@ -254,10 +262,18 @@ def lease_list(
 
 @lease_app.command("show")
 def lease_show(ctx: typer.Context, lease_id: str, as_json: AsJson = False) -> None:
-    """One lease: its provider, price, seconds billed, fee and state."""
+    """One lease: its provider, price, seconds billed, fee and state (and, for a served
+    model, its readiness and request latency p50/p95/p99)."""
     with state(ctx).client() as client:
         lease = client.lease(lease_id)
+        current = lease.get("lease") or {}
+        if str(current.get("workload", "")).startswith("serve:"):
+            lease["endpoint"] = client.lease_endpoint(current["id"])
     print_json(lease) if as_json else print_lease(lease)
+    if "endpoint" in lease and not as_json:
+        from gpudepin.cli.ai import print_endpoint
+
+        print_endpoint(lease["endpoint"])
 
 
 @lease_app.command("close")

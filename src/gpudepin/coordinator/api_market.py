@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from gpudepin.coordinator import market, market_leases, market_spot
+from gpudepin.coordinator import ai, market, market_leases, market_spot
 from gpudepin.coordinator import tables_market as tm
 from gpudepin.coordinator.api import caller, runtime
 from gpudepin.coordinator.app import Runtime
@@ -309,6 +309,7 @@ def create_lease(
     )
     workload = market_leases.check_workload(body.workload)
     with rt.engine.begin() as conn:
+        ai.check_serve(conn, workload, who)  # a served model must exist and be the buyer's
         market_leases.lock_lease_escrow(conn, order, now)
         market.open_order(conn, order, now, settings=rt.settings, workload={"name": workload})
     rt.notify_work()  # agents long-polling for market work hear of it at once
