@@ -5,10 +5,12 @@ sentences) run three ways, each with the same intra-op thread count:
 
 * ``direct``: one ONNX Runtime session (or one ``encode`` call) over every row;
 * ``workload``: the workload's validate/split/run/merge in this process, no network;
-* ``through_network``: submitted to a running network and fetched back (to be wired).
+* ``through_network``: submitted to a local network (one agent) and fetched back.
 
-Endpoint: per-request latency of ``Server.invoke`` directly, and through the gateway.
+Endpoint: per-request latency of ``Server.invoke`` directly, and through the gateway of a
+lease serving embeddings on a local network.
 
+    python3 benchmarks/inference_overhead.py --mode onnx              # 15 s job
     python3 benchmarks/inference_overhead.py --mode onnx --seconds 60
     python3 benchmarks/inference_overhead.py --mode embeddings --seconds 60
     python3 benchmarks/inference_overhead.py --quick          # a few seconds, for CI
@@ -93,19 +95,38 @@ def sentences(count: int) -> list[str]:
     return [" ".join(rng.choice(words, size=rng.integers(6, 31))) for _ in range(count)]
 
 
-def through_network(params: dict[str, Any], inputs: dict[str, Path]) -> tuple[Path, float]:
-    """Submit the job to a running network, wait, download the merged output.
+def through_network(
+    params: dict[str, Any], inputs: dict[str, Path], root: Path
+) -> tuple[Path, float]:
+    """Submit the job to a local network (one agent, 1 thread), wait, download the merged
+    output. Returns it and the wall seconds from submit (uploads included) to download;
+    starting the network and the agent is not counted."""
+    from _ai_network import local_network, run_job
 
-    Returns the output file and the wall seconds from submit to downloaded result. To be
-    filled by the coordinator's owner (SDK: submit infer, wait, fetch).
-    """
-    raise NotImplementedError("wire this to the SDK: submit, wait, download")
+    with local_network(root / "batch") as (_, buyer):
+        started = time.perf_counter()
+        (out,) = run_job(buyer, "infer", params, inputs, root / "net-out")
+        return out, time.perf_counter() - started
 
 
-def through_gateway(server_kind: str, payload: dict[str, Any], requests: int) -> list[float]:
+def through_gateway(
+    server_kind: str, payload: dict[str, Any], requests: int, root: Path
+) -> tuple[list[float], dict[str, Any]]:
     """Per-request seconds of ``POST /v1/leases/{id}/invoke`` on a lease serving
-    ``server_kind`` over loopback. To be filled by the gateway's owner."""
-    raise NotImplementedError("wire this to a lease: create, invoke N times, close")
+    ``server_kind`` over loopback (one agent; the SDK keeps its connection open), and the
+    endpoint's figures as the coordinator measured them (its relay overhead included)."""
+    from _ai_network import local_network, serving_lease
+
+    with local_network(root / "gateway", market=True) as (_, buyer):
+        lease_id = serving_lease(buyer, f"serve:{server_kind}")
+        for _ in range(5):  # first calls warm the connection and the model
+            buyer.lease_invoke(lease_id, payload)
+        latencies = []
+        for _ in range(requests):
+            started = time.perf_counter()
+            buyer.lease_invoke(lease_id, payload)
+            latencies.append(time.perf_counter() - started)
+        return latencies, buyer.lease_endpoint(lease_id)
 
 
 def _timed(label: str, seconds: float, base: float | None) -> None:
@@ -113,7 +134,7 @@ def _timed(label: str, seconds: float, base: float | None) -> None:
     print(f"{label:<34} {seconds:8.2f} s{ratio}")
 
 
-def batch(mode: str, target_s: float, root: Path) -> None:
+def batch(mode: str, target_s: float, root: Path, network: bool = True) -> None:
     if mode == "onnx":
         model = make_mlp(root / "mlp.onnx")
         session = onnx_session(model, "cpu", THREADS)
@@ -158,14 +179,18 @@ def batch(mode: str, target_s: float, root: Path) -> None:
     _timed("direct", direct_s, None)
     _timed(f"workload, {len(results)} tasks, no network", workload_s, direct_s)
     print(f"max abs diff vs direct: {float(np.max(np.abs(got - expected))):.3g}")
-    try:
-        _, network_s = through_network(params, inputs)
-        _timed("through the network", network_s, direct_s)
-    except NotImplementedError as exc:
-        print(f"through the network: not run ({exc})")
+    if not network:
+        return
+    out, network_s = through_network(params, inputs, root)
+    _timed("through the network, 1 agent", network_s, direct_s)
+    net_got = np.load(out) if mode != "onnx" else np.load(out)["y"]
+    print(f"max abs diff network vs direct: {float(np.max(np.abs(net_got - expected))):.3g}")
 
 
 def endpoint(requests: int, root: Path) -> None:
+    import torch
+
+    torch.set_num_threads(THREADS)  # as the serving agent does
     server: Server = load_server("embeddings")
     payload = {"input": "how long does a lease take to start?"}
     server.invoke(payload)
@@ -179,28 +204,33 @@ def endpoint(requests: int, root: Path) -> None:
         f"endpoint direct invoke, {requests} requests: p50 {q[49] * 1e3:.2f} ms, "
         f"p99 {q[98] * 1e3:.2f} ms"
     )
-    try:
-        through = through_gateway("embeddings", payload, requests)
-        g = statistics.quantiles(through, n=100)
-        print(
-            f"gateway added latency: p50 {(g[49] - q[49]) * 1e3:.2f} ms, "
-            f"p99 {(g[98] - q[98]) * 1e3:.2f} ms"
-        )
-    except NotImplementedError as exc:
-        print(f"through the gateway: not run ({exc})")
+    through, figures = through_gateway("embeddings", payload, requests, root)
+    g = statistics.quantiles(through, n=100)
+    print(
+        f"through the gateway (client-side): p50 {g[49] * 1e3:.2f} ms, p99 {g[98] * 1e3:.2f} ms;"
+        f" added vs direct: p50 {(g[49] - q[49]) * 1e3:.2f} ms, p99 {(g[98] - q[98]) * 1e3:.2f} ms"
+    )
+    relay = figures["gateway_overhead_ms"]
+    print(
+        f"gateway relay overhead (coordinator-side, answer time minus the agent's compute): "
+        f"p50 {relay['p50']:.2f} ms, p99 {relay['p99']:.2f} ms over {figures['requests']} requests"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mode", choices=("onnx", "embeddings"), default="onnx")
-    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument(
+        "--seconds", type=float, default=15.0, help="length of the direct run (60: the target's)"
+    )
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--quick", action="store_true", help="3 s batch, 50 requests")
     parser.add_argument("--no-endpoint", action="store_true", help="skip the endpoint part")
+    parser.add_argument("--no-network", action="store_true", help="only the local runs")
     args = parser.parse_args()
     seconds, requests = (3.0, 50) if args.quick else (args.seconds, args.requests)
     with tempfile.TemporaryDirectory() as tmp:
-        batch(args.mode, seconds, Path(tmp))
+        batch(args.mode, seconds, Path(tmp), network=not args.no_network)
         if not args.no_endpoint:
             endpoint(requests, Path(tmp))
 
