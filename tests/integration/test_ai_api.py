@@ -303,6 +303,7 @@ def test_a_request_in_flight_fails_with_503_when_the_provider_dies(market_net: N
 
     thread = threading.Thread(target=dies_holding_it, daemon=True)
     thread.start()
+    wait_ready(buyer, lease_id)
     with pytest.raises(Unavailable, match="not answering"):
         buyer.lease_invoke(lease_id, {"values": [1]})
     assert taken.is_set()
