@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import pytest
@@ -75,3 +76,19 @@ def test_the_report_writes_markdown_and_every_chart(
     ]
     assert all((tmp_path / c).stat().st_size > 5_000 for c in charts)
     assert "Viability scorecard" in text and all(f"]({c})" in text for c in charts)
+
+
+def test_providers_banned_while_leaving_leave_the_rest_online() -> None:
+    # a cheater banned by the audit of the lease it was walking away from used to be
+    # taken offline twice, silently dropping another provider from the online list
+    sim = Simulation(SimParams(providers=200, days=6, seed=1, cheater_share=0.3, cheat_rate=0.9))
+    sim.run()
+    online = [i for i in range(200) if sim.online[i]]
+    assert any(sim.banned) and not any(sim.online[i] for i in range(200) if sim.banned[i])
+    assert sorted(sim.online_ids) == online
+
+
+def test_a_run_puts_the_garbage_collector_back_as_it_was() -> None:
+    before = gc.get_threshold()
+    simulate(SimParams(providers=50, days=1, seed=2))
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0

@@ -27,10 +27,13 @@ and daily figures instead of being kept. Everything random comes from one seeded
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import heapq
 import math
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 from gpudepin.core import leases, sla, verification
@@ -135,6 +138,25 @@ class SimResult:
         for account, amount in sorted(self.balances.items()):
             h.update(f"{account}={amount}\n".encode())
         return h.hexdigest()
+
+
+@contextmanager
+def _sparse_gc() -> Iterator[None]:
+    """Run the cyclic garbage collector rarely while the events run. The simulation makes
+    no reference cycles, yet with 100,000 providers every full collection walks millions
+    of live objects: at the default thresholds that was a third of the CPU time (100,000
+    providers x 2 days: 33.6 CPU s against 22.8 with this, and 22.1 with no collector at
+    all). The objects made before the run are frozen out of collections for good measure;
+    the settings are put back afterwards."""
+    threshold = gc.get_threshold()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, *threshold[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*threshold)
+        gc.unfreeze()
 
 
 def _pick(rng: random.Random, mix: dict[str, float]) -> str:
@@ -283,21 +305,8 @@ class Simulation:
             self.push(h * HOUR, _HOUR, h)
         for d in range(1, p.days + 1):
             self.push(d * DAY, _DAY, d)
-        while self.queue:
-            t, _, kind, a, b = heapq.heappop(self.queue)
-            if t > end:
-                break
-            self.events += 1
-            if kind == _HOUR:
-                self.hour(t, a)
-            elif kind == _DAY:
-                self.settle_day(t, a)
-            elif kind == _JOIN:
-                self.join(t, a)
-            elif kind == _LEAVE:
-                self.leave(t, a, b)
-            else:
-                self.lease_end(t, a, b)
+        with _sparse_gc():
+            self._loop(end)
         self._fold()
         online_cls: dict[str, int] = {}
         online_reg: dict[str, int] = {}
@@ -321,6 +330,23 @@ class Simulation:
             regions_online=dict(sorted(online_reg.items())),
             classes_online=dict(sorted(online_cls.items())),
         )
+
+    def _loop(self, end: float) -> None:
+        while self.queue:
+            t, _, kind, a, b = heapq.heappop(self.queue)
+            if t > end:
+                break
+            self.events += 1
+            if kind == _HOUR:
+                self.hour(t, a)
+            elif kind == _DAY:
+                self.settle_day(t, a)
+            elif kind == _JOIN:
+                self.join(t, a)
+            elif kind == _LEAVE:
+                self.leave(t, a, b)
+            else:
+                self.lease_end(t, a, b)
 
     # ---- providers -----------------------------------------------------------------------
 
