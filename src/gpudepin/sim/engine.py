@@ -266,7 +266,7 @@ class Simulation:
         parts: list[str] = []
         for txn in self.ledger.journal:
             parts.append(txn.kind)
-            parts.extend(f"{p.account}{p.amount}" for p in txn.postings)
+            parts += [f"{p.account}{p.amount}" for p in txn.postings]
         self.digest.update("".join(parts).encode())
         self.ledger.journal.clear()
 
