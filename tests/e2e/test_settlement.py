@@ -26,8 +26,9 @@ pytestmark = [
     pytest.mark.skipif(find_anvil() is None, reason="Anvil is not installed"),
 ]
 
-PRICE = "0.5"  # per frame; two frames
-GROSS = 2 * UNIT // 2
+PRICE = "0.5"  # the most the buyer pays per frame; two frames
+PRICE_UNITS = UNIT // 2
+PAY_KINDS = ("pay", "pay_held", "audit_pay")  # how work is paid into a provider's books
 
 
 def wait_for(what: str, check: Callable[[], bool], timeout: float = 150.0) -> None:
@@ -97,9 +98,13 @@ def test_a_deposit_pays_for_frames_and_providers_claim_their_earnings_on_chain(
     wait_for("earnings to settle on chain", settled)
     books = ledger(network)
     owed = {p: books.get(f"claimable:{p}", 0) for p in providers}
+    assert owed == {p: earnings_after_fees(network, p) for p in providers}
     burned = books["protocol:burned"]
-    # every token the buyer paid went to a provider or was burned
-    assert sum(owed.values()) + burned == GROSS
+    # the market sets the price (at most PRICE a frame): every token the buyer spent went
+    # to a provider, was burned, or waits in the fees
+    spent = 10 * UNIT - books[f"available:{buyer.address}"]
+    assert 0 < spent <= 2 * PRICE_UNITS
+    assert sum(owed.values()) + burned + books.get("protocol:fees", 0) == spent
     assert chain.total_supply() == supply - burned
     assert chain.vault_state().total_burned == burned
 
@@ -137,6 +142,22 @@ def test_a_deposit_pays_for_frames_and_providers_claim_their_earnings_on_chain(
     )
     assert sum(books.values()) == 0
     assert buyer.chain_status()["halted"] is None
+
+
+def earnings_after_fees(net: LocalNetwork, address: str) -> int:
+    """What the ledger's journal paid ``address`` for work (tasks, audits), after fees."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(f"sqlite:///{net.home / 'coordinator.db'}")
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                text("SELECT account, kind, amount FROM ledger_entries WHERE account IN (:e, :h)"),
+                {"e": f"earned:{address}", "h": f"held:{address}"},
+            )
+            return sum(int(r.amount) for r in rows if r.kind in PAY_KINDS)
+    finally:
+        engine.dispose()
 
 
 def _address(net: LocalNetwork, n: int) -> str:
