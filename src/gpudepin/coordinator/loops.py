@@ -24,7 +24,11 @@ log = logging.getLogger("gpudepin.loops")
 def tick(rt: Runtime) -> None:
     """One pass of every periodic duty; safe to run from several coordinators at once."""
     for duty in duties():
-        duty(rt)
+        # one failing duty (the chain node down, say) must not stall the others
+        try:
+            duty(rt)
+        except Exception:
+            log.exception("duty %s failed", getattr(duty, "__name__", duty))
 
 
 def duties() -> list[Callable[[Runtime], None]]:
