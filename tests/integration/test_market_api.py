@@ -137,6 +137,48 @@ def test_batch_auction_splits_and_pays_each_winner_its_bid(net: Net) -> None:
     assert not ledger.imbalances(net.balances())
 
 
+def test_a_winner_gone_silent_loses_the_award_and_the_order_opens_again(net: Net) -> None:
+    buyer = net.buyer()
+    a = net.provider("a")
+    job = echo(buyer, 2)
+    a.place_bid(job["id"], UNIT // 10, 2, net.clock() + 600)
+    net.later(2.5, a)
+    assert a.poll(0) is not None  # started, then the machine dies
+    net.later(50)  # silent for longer than two assignment deadlines
+    shown = buyer.job(job["id"])["market"]
+    assert shown["order_state"] == "open" and shown["winners"][0]["state"] == "lapsed"
+    b = net.provider("b")  # came online meanwhile: sees the reopened order and bids
+    assert [o["id"] for o in b.market_work()["orders"]] == [job["id"]]
+    b.place_bid(job["id"], UNIT // 5, 2, net.clock() + 600)
+    net.later(2.5, b)
+    for _ in range(2):
+        task = b.poll(0)
+        assert task is not None and run(b, task)["state"] == "accepted"
+    net.later(1, b)
+    done = buyer.job(job["id"])
+    assert done["state"] == "completed" and {t["provider"] for t in done["tasks"]} == {b.address}
+    assert a.poll(0) is None  # the lapsed winner may not claim any more
+
+
+def test_a_lapsed_winner_that_comes_back_may_bid_and_win_again(net: Net) -> None:
+    buyer = net.buyer()
+    a = net.provider("a")
+    job = echo(buyer, 1)
+    a.place_bid(job["id"], UNIT // 10, 1, net.clock() + 600)
+    net.later(2.5, a)
+    net.later(50)  # the coordinator heard nothing from it (it was down, say): the award lapses
+    assert buyer.job(job["id"])["market"]["order_state"] == "open"
+    a.heartbeat()
+    a.place_bid(job["id"], UNIT // 10, 1, net.clock() + 600)
+    net.later(2.5, a)
+    shown = buyer.job(job["id"])["market"]
+    assert shown["order_state"] == "awarded" and shown["winners"][0]["state"] == "active"
+    task = a.poll(0)
+    assert task is not None and run(a, task)["state"] == "accepted"
+    with pytest.raises(Conflict, match="takes no more bids"):
+        a.place_bid(job["id"], UNIT // 10, 1, net.clock() + 600)
+
+
 def test_bad_bids_and_orders_are_refused_with_reasons(net: Net) -> None:
     buyer = net.buyer()
     a = net.provider("a")

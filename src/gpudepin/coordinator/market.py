@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, Connection, exists, insert, or_, select, update
+from sqlalchemy import ColumnElement, Connection, and_, exists, insert, or_, select, update
 
 from gpudepin.coordinator import db, store
 from gpudepin.coordinator import tables_market as tm
@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gpudepin.market")
 PG = "postgresql"
+REOPENED = "reopened"
 # capacity a provider offers a batch order is bounded by its bid, not by this
 BATCH_SLOTS = 1_000_000
 
@@ -268,7 +269,13 @@ def place_bid(conn: Connection, bid: Bid, now: float, settings: Any) -> None:
             f"provider {bid.provider} is not online",
             hint="Bids come from a running agent that heartbeats.",
         )
-    check_bid(order, bid, view, order_bids(conn, order.id), now)
+    check_bid(order, bid, view, order_bids(conn, order.id, ["open"]), now)
+    # a bid of an earlier round (the order opened again after its winners left) is replaced
+    conn.execute(
+        tm.bids.delete().where(
+            tm.bids.c.order_id == bid.order_id, tm.bids.c.provider == bid.provider
+        )
+    )
     conn.execute(
         insert(tm.bids).values(
             order_id=bid.order_id,
@@ -314,8 +321,8 @@ def work_for(conn: Connection, provider: str, now: float, settings: Any) -> dict
                 conn, order.kind, now, settings.assignment_ttl_s
             ).get(provider)
         view = views[order.kind]
-        if row.id in mine or view is None:
-            continue
+        if (row.id in mine and mine[row.id].state == "open") or view is None:
+            continue  # bid this round already (an order opened again takes new bids)
         if not eligible(order, view):
             open_orders.append(order_json(order))
     recent = [
@@ -467,6 +474,12 @@ def apply_award(conn: Connection, order: Order, award: Award, now: float, settin
     from gpudepin.coordinator import market_leases
 
     winners = {a.provider for a in award.allocations}
+    # a winner of an earlier round that lapsed and came back wins a fresh award
+    conn.execute(
+        tm.awards.delete().where(
+            tm.awards.c.order_id == order.id, tm.awards.c.provider.in_(winners)
+        )
+    )
     for a in award.allocations:
         conn.execute(
             insert(tm.awards).values(
@@ -555,18 +568,23 @@ def on_claimed(conn: Connection, task_id: str, job_id: str, provider: str, now: 
 
 
 def lapse_awards(conn: Connection, now: float, settings: Any) -> int:
-    """Winners of batch orders that never started in time lose their award; the order is
-    auctioned again among the bids that lost (``reaward``). Returns the awards lapsed."""
+    """Winners of batch orders that never started in time, or went silent with work left,
+    lose their award; the order is auctioned again (``rerun_auction``). Returns the awards
+    lapsed."""
     from gpudepin.coordinator import service
 
+    silent = now - 2 * settings.assignment_ttl_s  # its tasks were requeued by now
     q = (
         select(tm.awards, tm.orders.c.kind)
         .join(tm.orders, tm.orders.c.id == tm.awards.c.order_id)
+        .join(db.providers, db.providers.c.address == tm.awards.c.provider)
         .where(
             tm.awards.c.state == "active",
-            tm.awards.c.started_at.is_(None),
-            tm.awards.c.start_by < now,
             tm.orders.c.kind == OrderKind.BATCH.value,
+            or_(
+                and_(tm.awards.c.started_at.is_(None), tm.awards.c.start_by < now),
+                db.providers.c.last_seen < silent,
+            ),
         )
     )
     lapsed = 0
@@ -600,8 +618,10 @@ def lapse_awards(conn: Connection, now: float, settings: Any) -> int:
 def rerun_auction(
     conn: Connection, order_id: str, quantity: int, now: float, settings: Any
 ) -> Award | None:
-    """Award ``quantity`` units of an order again among the bids that lost before; when
-    none can take them and no winner is left, the order gives up with the reason."""
+    """Award ``quantity`` units of an order again among the bids that lost before. When
+    none can take them and no winner is left, the order opens again for a fresh window
+    (providers that came online meanwhile may bid); one that already had its second
+    chance gives up with the reason."""
     row = get_order_row(conn, order_id)
     order = replace(order_of(row), quantity=quantity, state=OrderState.OPEN)
     gone = {
@@ -618,8 +638,22 @@ def rerun_auction(
             tm.awards.c.order_id == order_id, tm.awards.c.state == "active"
         )
     ).first()
-    if still is None:
+    if still is not None:
+        return None
+    if (row.reason or "").startswith(REOPENED):  # it had its second chance
         give_up(conn, order, explain(conn, order, bids, views, result, now), now)
+        return None
+    conn.execute(
+        update(tm.orders)
+        .where(tm.orders.c.id == order_id)
+        .values(
+            state=OrderState.OPEN.value,
+            created_at=now,
+            closes_at=now + row.bid_window_s,
+            reason=f"{REOPENED}: its winners left before the work was done",
+        )
+    )
+    store.record(conn, now, "order_reopened", actor=order.buyer, order_id=order_id)
     return None
 
 
