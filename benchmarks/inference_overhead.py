@@ -129,6 +129,63 @@ def through_gateway(
         return latencies, buyer.lease_endpoint(lease_id)
 
 
+def relay_only(requests: int, root: Path) -> None:
+    """The gateway's own cost: invoke round trips to a lease whose 'agent' (a thread here)
+    answers at once, against plain round trips to the coordinator (``GET /v1/health``),
+    which is what calling a provider directly would cost. No model, so no compute noise."""
+    import threading
+
+    from eth_account import Account
+
+    from gpudepin.cli.localnet import LocalNetwork
+    from gpudepin.client import Client
+
+    net = LocalNetwork(root / "relay", providers=0, port=0, extra_coordinator_args=["--no-audits"])
+    net.start()
+    try:
+        prov, buyer = Client(net.api_url, Account.create()), Client(net.api_url, Account.create())
+        prov.register_provider("relay", "local", "op", {"gpu_class": "cpu", "cores": 2}, "bench")
+        buyer.faucet("100")
+        prov.post_ask("lease", 10**13, 1, time.time() + 600)
+        lease_id = buyer.create_lease("cpu", 3600, "100", workload="serve:embeddings")["id"]
+        prov.start_lease(lease_id)
+        stop = threading.Event()
+
+        def answer() -> None:
+            started, beat = time.time(), 0.0
+            while not stop.is_set():
+                if time.monotonic() - beat > 1:
+                    prov.lease_receipt(lease_id, int(time.time() - started), time.time())
+                    beat = time.monotonic()
+                for r in prov.lease_requests(lease_id, 0.5)["requests"]:
+                    prov.lease_respond(lease_id, r["id"], {"ok": True}, compute_ms=0.0)
+
+        thread = threading.Thread(target=answer, daemon=True)
+        thread.start()
+        while not buyer.lease_endpoint(lease_id)["ready"]:
+            time.sleep(0.1)
+        relay, plain = [], []
+        for _ in range(requests + 10):  # the first 10 warm connections and caches
+            started = time.perf_counter()
+            buyer.lease_invoke(lease_id, {"input": "x"})
+            relay.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            buyer.health()
+            plain.append(time.perf_counter() - started)
+        stop.set()
+        thread.join(5)
+        r = statistics.quantiles(relay[10:], n=100)
+        h = statistics.quantiles(plain[10:], n=100)
+        print(
+            f"relay round trip, instant answer, {requests} requests: p50 {r[49] * 1e3:.2f} ms, "
+            f"p99 {r[98] * 1e3:.2f} ms; plain round trip p50 {h[49] * 1e3:.2f} ms, "
+            f"p99 {h[98] * 1e3:.2f} ms; gateway adds p50 {(r[49] - h[49]) * 1e3:.2f} ms, "
+            f"p99 {(r[98] - h[98]) * 1e3:.2f} ms"
+        )
+    finally:
+        net.stop()
+
+
 def _timed(label: str, seconds: float, base: float | None) -> None:
     ratio = f"  ratio {seconds / base:.3f}" if base else ""
     print(f"{label:<34} {seconds:8.2f} s{ratio}")
@@ -232,6 +289,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         batch(args.mode, seconds, Path(tmp), network=not args.no_network)
         if not args.no_endpoint:
+            relay_only(requests, Path(tmp))
             endpoint(requests, Path(tmp))
 
 

@@ -85,6 +85,32 @@ def test_batch_inference_split_across_two_agents_equals_a_direct_run(
         assert np.array_equal(got["y"], run_onnx(onnx_session(model), {"x": x})["y"])
 
 
+def test_embeddings_of_a_text_file_through_two_tasks_match_the_model(
+    posted_price: LocalNetwork, tmp_path: Path
+) -> None:
+    posted_price.start_provider(1)
+    buyer = buyer_of(posted_price)
+    wait_for("a provider", lambda: online(buyer) == 1)
+    texts = [f"text number {i} about GPUs and leases" for i in range(24)]
+    (tmp_path / "texts.jsonl").write_text("\n".join(json.dumps({"text": t}) for t in texts))
+    job = buyer.submit_job(
+        "infer",
+        {"model": "all-minilm-l6-v2", "batch_size": 12},
+        {"texts": tmp_path / "texts.jsonl"},
+        "0.1",
+    )
+    wait_for("the job to end", lambda: buyer.job(job["id"])["state"] in ("completed", "failed"))
+    done = buyer.job(job["id"])
+    assert done["state"] == "completed", done["reason"]
+    (out,) = buyer.download_outputs(job["id"], tmp_path / "out")
+    got = np.load(out)
+    assert got.shape == (24, 384)
+    import torch
+
+    torch.set_num_threads(1)  # the test shares 2 cores with the network
+    assert np.allclose(got, embed("all-minilm-l6-v2", texts), atol=1e-5)
+
+
 def test_training_resumes_on_another_provider_and_its_commitments_reproduce(
     posted_price: LocalNetwork, tmp_path: Path
 ) -> None:

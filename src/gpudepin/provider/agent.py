@@ -20,7 +20,7 @@ from typing import Any
 from gpudepin import __version__
 from gpudepin.client import Client
 from gpudepin.core.errors import Forbidden, GpudepinError, Unavailable
-from gpudepin.provider.hosting import LeaseHosting, training_progress
+from gpudepin.provider.hosting import LeaseHosting, WarmWorker, training_progress
 from gpudepin.provider.shards import ShardKeeper
 
 log = logging.getLogger("gpudepin.agent")
@@ -55,6 +55,7 @@ class Agent:
         self.cache = workdir / "cache"
         self.cache.mkdir(parents=True, exist_ok=True)
         self.stop = threading.Event()
+        self._warm = WarmWorker()
         self._child: subprocess.Popen[str] | None = None
         self.done = 0
         self.shards = ShardKeeper(client, workdir / "shards")
@@ -152,6 +153,7 @@ class Agent:
         child = self._child
         if child is not None and child.poll() is None:
             child.terminate()
+        self._warm.kill()
 
     def _fetch_inputs(self, task: dict[str, Any]) -> dict[str, Path]:
         paths = {}
@@ -221,7 +223,10 @@ class Agent:
                 cmd += ["--input", f"{name}={path}"]
             started = time.monotonic()
             with training_progress(self.client, task, work / "out"):  # resumable if we die
-                outcome = self._execute(cmd)
+                if WarmWorker.suits(task):  # catalog models stay loaded between tasks
+                    outcome = self._warm.run(cmd, self.config.task_timeout_s)
+                else:
+                    outcome = self._execute(cmd)
             seconds = time.monotonic() - started
             if "result" not in outcome:
                 reason = outcome.get("error", "the task failed")
