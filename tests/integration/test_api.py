@@ -21,7 +21,6 @@ from gpudepin.core.errors import (
     InvalidInput,
     NotFound,
     PayloadTooLarge,
-    Unauthorized,
 )
 from gpudepin.settings import CoordinatorSettings
 from gpudepin.workloads.scenes import demo_scene_path
