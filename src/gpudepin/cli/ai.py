@@ -16,6 +16,7 @@ from gpudepin.client import Client
 from gpudepin.core.errors import InvalidInput
 
 endpoint_app = typer.Typer(help="Use the model a lease serves.", no_args_is_help=True)
+ai_app = typer.Typer(help="AI workloads: demo files to try them with.", no_args_is_help=True)
 
 Wait = Annotated[bool, typer.Option(help="Show progress until the job ends, then download.")]
 Out = Annotated[Path, typer.Option("-o", "--out", help="Where --wait downloads the outputs.")]
@@ -27,6 +28,30 @@ def register(app: typer.Typer) -> None:
     submit_app.command("infer")(submit_infer)
     submit_app.command("train")(submit_train)
     app.add_typer(endpoint_app, name="endpoint")
+    app.add_typer(ai_app, name="ai")
+
+
+@ai_app.command("demo-files")
+def demo_files(
+    dest: Annotated[Path, typer.Argument(help="Folder to write them into.")] = Path("ai-demo"),
+) -> None:
+    """Write files to try every AI job with: an ONNX model and its inputs, texts, the
+    scikit-learn digits dataset and a training spec (nothing is downloaded)."""
+    import numpy as np
+
+    from gpudepin.workloads.inference import make_demo_onnx
+    from gpudepin.workloads.training import demo_spec, make_digits_npz
+
+    dest.mkdir(parents=True, exist_ok=True)
+    make_demo_onnx(dest / "model.onnx")
+    rows = np.random.default_rng(0).normal(size=(4096, 16)).astype(np.float32)
+    np.savez(dest / "x.npz", x=rows)
+    texts = [f"GPU number {i} rents by the second" for i in range(256)]
+    (dest / "texts.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    make_digits_npz(dest / "digits.npz")
+    (dest / "spec.toml").write_text(demo_spec("mlp", steps=300, checkpoint_interval=50))
+    for name in ("model.onnx", "x.npz", "texts.jsonl", "digits.npz", "spec.toml"):
+        console.print(f"  wrote {dest / name}")
 
 
 def _file(path: Path | None, what: str) -> Path | None:
