@@ -64,7 +64,7 @@ def gateway(rt: Runtime) -> Gateway:
         gw = rt.caches["gateway"] = Gateway(
             rt.settings.gateway_stale_s, rt.settings.gateway_timeout_s
         )
-    return gw  # type: ignore[no-any-return]
+    return gw
 
 
 def _facts_now(rt: Runtime, lease_id: str) -> dict[str, Any]:

@@ -235,7 +235,7 @@ class Gateway:
             while True:
                 with ep.lock:
                     if ep.queue:
-                        batch = []
+                        batch: list[dict[str, Any]] = []
                         while ep.queue and len(batch) < MAX_BATCH:
                             p = ep.queue.popleft()
                             ep.inflight[p.id] = p
