@@ -28,7 +28,7 @@ def _until(what: str, check: object, timeout: float) -> None:
 @contextmanager
 def local_network(root: Path, market: bool = False) -> Iterator[tuple[LocalNetwork, Client]]:
     """A started network with one online agent, and a funded buyer's client."""
-    args = ["--no-audits"] + ([] if market else ["--no-market"])
+    args = ["--no-audits", "--max-upload-mb", "16384"] + ([] if market else ["--no-market"])
     net = LocalNetwork(
         root / "net", providers=0, port=0, bid_window_s=2.0, extra_coordinator_args=args
     )
