@@ -20,8 +20,9 @@ daily settlement, providers joining and leaving, leases ending. Every rule is th
   and its credit is paid from the provider's stake by ``ledger.sla_credit_from_stake``.
 
 Aggregation keeps 100,000 providers cheap: demand arrives in hourly batches, providers
-live in flat lists indexed by number, and the journal is folded into a running digest
-and daily figures instead of being kept. Everything random comes from one seeded
+live in flat lists indexed by number, held pay is released per day's cohort, the journal
+is folded into a running digest and daily figures instead of being kept, and the garbage
+collector runs rarely while the events run (``_sparse_gc``). Everything random comes from one seeded
 ``random.Random``, and nothing iterates over a set, so a seed replays bit for bit.
 """
 
