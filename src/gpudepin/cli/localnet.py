@@ -72,6 +72,7 @@ class LocalNetwork:
     anvil: AnvilNode | None = None
     chain_rpc: str = ""
     chain_note: str = ""  # one line for the user: where settlement runs, or why it is off
+    offer_disk_gb: float = 0.0  # each agent offers this much disk for shards
     # the market on one machine: short auctions, quick stop of billing (docs/market.md)
     bid_window_s: float = 2.0
     market_cover: int = 2
@@ -95,6 +96,7 @@ class LocalNetwork:
             )
 
     def start(self) -> str:
+        self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
         if self.state_file.exists():
             old = json.loads(self.state_file.read_text())
             if any(_alive(pid) for pid in old.get("pids", {}).values()):
@@ -180,6 +182,7 @@ class LocalNetwork:
                 REGIONS[(i - 1) % len(REGIONS)],
                 "--operator",
                 f"op-{i}",
+                *(["--offer-disk-gb", str(self.offer_disk_gb)] if self.offer_disk_gb else []),
                 *self.provider_args.get(i, []),
             ],
         )

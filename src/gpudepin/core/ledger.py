@@ -316,18 +316,6 @@ def pay_auditor_from_fees(
     return _move(balances, "audit_pay", FEES, earned_account(auditor), amount, ref)
 
 
-def mint_rewards(rewards: Mapping[str, int], ref: str = "") -> Transaction | None:
-    """Emit new tokens to providers' earned balances (a burn-and-mint emission epoch):
-    they come from ``WORLD`` like a deposit, one posting per provider; None if all are 0."""
-    legs = [Posting(earned_account(p), amt) for p, amt in rewards.items() if amt > 0]
-    if any(amt < 0 for amt in rewards.values()):
-        raise InvalidInput("a reward cannot be negative")
-    if not legs:
-        return None
-    total = sum(p.amount for p in legs)
-    return Transaction("mint", (Posting(WORLD, -total), *legs), ref)
-
-
 # --- on-chain settlement: what an epoch root owes and what claims paid ---------------
 # Tokens owed on chain sit in ``claimable:X`` from the moment they are promised (an epoch
 # moves earnings there; a withdrawal request moves available tokens there) until the
@@ -355,6 +343,18 @@ def pay_claim(balances: Mapping[str, int], owner: str, amount: int, ref: str = "
     return Transaction(
         "claim", (Posting(claimable_account(owner), -amount), Posting(WORLD, amount)), ref
     )
+
+
+def mint_rewards(rewards: Mapping[str, int], ref: str = "") -> Transaction | None:
+    """Emit new tokens to providers' earned balances (a burn-and-mint emission epoch):
+    they come from ``WORLD`` like a deposit, one posting per provider; None if all are 0."""
+    legs = [Posting(earned_account(p), amt) for p, amt in rewards.items() if amt > 0]
+    if any(amt < 0 for amt in rewards.values()):
+        raise InvalidInput("a reward cannot be negative")
+    if not legs:
+        return None
+    total = sum(p.amount for p in legs)
+    return Transaction("mint", (Posting(WORLD, -total), *legs), ref)
 
 
 def reverse_held_payment(
