@@ -77,8 +77,19 @@ def make_net(tmp_path: Path, db_url: str | None = None, **extra: Any) -> Iterato
         yield Net(tc, clock)
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def net(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Net]:
+    from gpudepin.coordinator import verification_http
+
+    monkeypatch.setattr(verification_http, "claim_extra", lambda rt, who: None)
+    db_url = request.getfixturevalue("pg_url") if request.param == "postgres" else None
+    yield from make_net(tmp_path / "coord", db_url)
+
+
 @pytest.fixture
-def net(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Net]:
+def sqlite_net(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Net]:
     from gpudepin.coordinator import verification_http
 
     monkeypatch.setattr(verification_http, "claim_extra", lambda rt, who: None)
@@ -142,7 +153,7 @@ def test_batch_inference_through_the_api_equals_a_direct_onnx_run(net: Net, tmp_
     ],
 )  # fmt: skip
 def test_bad_ai_jobs_are_refused_at_submission_naming_the_field(
-    net: Net, tmp_path: Path, kind: str, params: dict, files: dict[str, str], field: str
+    sqlite_net: Net, tmp_path: Path, kind: str, params: dict, files: dict[str, str], field: str
 ) -> None:
     make_demo_onnx(tmp_path / "m.onnx")
     (tmp_path / "broken.onnx").write_bytes(b"\x08\x07not a protobuf at all")
@@ -154,7 +165,7 @@ def test_bad_ai_jobs_are_refused_at_submission_naming_the_field(
     (tmp_path / "neg_lr.toml").write_text(good.replace("lr = 0.003", "lr = -0.1"))
     (tmp_path / "big_batch.toml").write_text(good.replace("batch_size = 32", "batch_size = 5000"))
     (tmp_path / "zero_steps.toml").write_text(good.replace("steps = 20", "steps = 0"))
-    buyer = net.buyer()
+    buyer = sqlite_net.buyer()
     with pytest.raises(InvalidInput) as err:
         buyer.submit_job(kind, params, {k: tmp_path / v for k, v in files.items()}, "0.1")
     assert err.value.message.startswith(f"{field}:"), err.value.message
