@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
@@ -56,9 +57,13 @@ def test_the_dashboard_shows_a_finished_job_and_links_to_its_page(
     wait_for("two providers", lambda: sum(p["online"] for p in buyer.providers()) == 2)
     job = buyer.submit_job("render", {"frames": "1-2"}, {"scene": demo_scene_path()}, "0.5")
     wait_for("the job to end", lambda: buyer.job(job["id"])["state"] in ("completed", "failed"))
-    assert buyer.job(job["id"])["state"] == "completed"
+    done = buyer.job(job["id"])
+    assert done["state"] == "completed"
+    # the volume is what the buyer paid: each frame at its winning bid (at most 0.5)
+    paid = sum(Decimal(t["price"]) for t in done["tasks"])
     stats = httpx.get(f"{network.api_url}/v1/stats").json()["headline"]
-    assert stats["jobs_completed"] == 1 and stats["volume_24h"] == "1"
+    volume = stats["volume_24h"]
+    assert stats["jobs_completed"] == 1 and Decimal(volume) == paid and 0 < paid <= 1
     cli = [sys.executable, "-m", "gpudepin", "--home", str(network.home)]
     out = subprocess.run([*cli, "stats", "--json"], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout)["headline"]["providers_online"] == 2
@@ -75,7 +80,7 @@ def test_the_dashboard_shows_a_finished_job_and_links_to_its_page(
             card = page.locator('[data-figure="providers_online"] .v')
             assert card.inner_text() == "2"
             assert page.locator('[data-figure="jobs_completed"] .v').inner_text() == "1"
-            assert page.locator('[data-figure="volume_24h"] .v').inner_text() == "1"
+            assert page.locator('[data-figure="volume_24h"] .v').inner_text() == volume
             assert page.locator("#viability-grade").inner_text() in {"A", "B", "C", "D"}
             assert page.locator("#no-market").count() in (0, 1)
             assert page.locator("svg").count() >= 4

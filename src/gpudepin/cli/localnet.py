@@ -77,6 +77,7 @@ class LocalNetwork:
     bid_window_s: float = 2.0
     market_cover: int = 2
     lease_grace_s: float = 15.0
+    start_timeout_s: float = 15.0  # a winner that leaves work waiting this long loses it
     provider_args: dict[int, list[str]] = field(default_factory=dict)  # agent i's extra flags
 
     @property
@@ -109,7 +110,12 @@ class LocalNetwork:
         coord = ["coordinator", "--port", str(port), "--assignment-ttl", str(self.assignment_ttl_s)]
         coord += ["--hold-window", str(self.hold_window_s), "--unbonding", str(self.hold_window_s)]
         coord += ["--bid-window", str(self.bid_window_s), "--market-cover", str(self.market_cover)]
-        coord += ["--lease-grace", str(self.lease_grace_s)]
+        coord += [
+            "--lease-grace",
+            str(self.lease_grace_s),
+            "--start-timeout",
+            str(self.start_timeout_s),
+        ]
         if self.db_url:
             coord += ["--db", self.db_url]
         try:

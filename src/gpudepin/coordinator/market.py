@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, Connection, and_, exists, insert, or_, select, update
+from sqlalchemy import ColumnElement, Connection, exists, insert, or_, select, update
 
 from gpudepin.coordinator import db, store
 from gpudepin.coordinator import tables_market as tm
@@ -568,35 +568,38 @@ def on_claimed(conn: Connection, task_id: str, job_id: str, provider: str, now: 
 
 
 def lapse_awards(conn: Connection, now: float, settings: Any) -> int:
-    """Winners of batch orders that never started in time, or went silent with work left,
-    lose their award; the order is auctioned again (``rerun_auction``). Returns the awards
-    lapsed."""
+    """Winners of batch orders lose their award when the job has work pending and they never
+    started in time, went silent, or sat idle on it while a task waited past the start
+    timeout (a winner the trust layer no longer lets redo a rejected task, say); the order
+    is auctioned again (``rerun_auction``). Returns the awards lapsed."""
     from gpudepin.coordinator import service
 
     silent = now - 2 * settings.assignment_ttl_s  # its tasks were requeued by now
     q = (
-        select(tm.awards, tm.orders.c.kind)
+        select(tm.awards, db.providers.c.last_seen)
         .join(tm.orders, tm.orders.c.id == tm.awards.c.order_id)
         .join(db.providers, db.providers.c.address == tm.awards.c.provider)
+        .join(db.jobs, db.jobs.c.id == tm.awards.c.order_id)
         .where(
             tm.awards.c.state == "active",
             tm.orders.c.kind == OrderKind.BATCH.value,
-            or_(
-                and_(tm.awards.c.started_at.is_(None), tm.awards.c.start_by < now),
-                db.providers.c.last_seen < silent,
-            ),
+            db.jobs.c.state.not_in([s.value for s in TERMINAL_JOB_STATES]),
         )
     )
     lapsed = 0
     for a in list(conn.execute(q)):
-        job = service.get_job(conn, a.order_id)
-        pending = conn.execute(
-            select(db.tasks.c.id).where(
-                db.tasks.c.job_id == job.id, db.tasks.c.state == TaskState.PENDING.value
-            )
-        ).first()
-        if job.state in {s.value for s in TERMINAL_JOB_STATES} or pending is None:
+        tasks = service.job_tasks(conn, a.order_id)
+        pending = [t for t in tasks if t.state == TaskState.PENDING.value]
+        if not pending:
             continue  # nothing was left to start: the other winners did it all
+        never = a.started_at is None and a.start_by < now
+        idle = not any(
+            t.state == TaskState.ASSIGNED.value and t.provider == a.provider for t in tasks
+        )
+        waiting_since = max(min(t.updated_at for t in pending), a.awarded_at)
+        stale = waiting_since < now - settings.market_start_timeout_s
+        if not (never or a.last_seen < silent or (idle and stale)):
+            continue
         conn.execute(
             update(tm.awards)
             .where(tm.awards.c.order_id == a.order_id, tm.awards.c.provider == a.provider)

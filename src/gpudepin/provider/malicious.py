@@ -28,6 +28,7 @@ from typing import Any
 from gpudepin.client import Client
 from gpudepin.identity import load_or_create_key
 from gpudepin.provider.agent import Agent, AgentConfig
+from gpudepin.provider.bidder import MarketConfig
 
 BEHAVIOURS = (
     "blank",
@@ -138,7 +139,13 @@ def main(argv: list[str] | None = None) -> int:
     client = Client(args.coordinator, load_or_create_key(args.home, args.key))
     workdir = args.home / "agents" / args.key
     workdir.mkdir(parents=True, exist_ok=True)
-    cfg = AgentConfig(name=args.name or args.key, region=args.region, operator=args.operator)
+    # cheaters bid in the market like honest agents, at cost: winning work is how they cheat
+    cfg = AgentConfig(
+        name=args.name or args.key,
+        region=args.region,
+        operator=args.operator,
+        market=MarketConfig(),
+    )
     agent = MaliciousAgent(client, cfg, hardware, workdir, behaviour=args.behaviour)
     run_agent_with(agent)
     return 0
