@@ -324,7 +324,14 @@ def claim_task(conn: Connection, provider: str, now: float, ttl: float) -> Any |
     market.on_claimed(conn, row.id, row.job_id, provider, now)  # the winner's bid prices it
     job = get_job(conn, row.job_id)
     if job.state == JobState.FUNDED.value:
-        _set_job_state(conn, job.id, JobState.FUNDED, JobState.RUNNING, now)
+        # agents claiming two tasks of one job at once both see it funded: the first
+        # moves it to running, the second finds that already done
+        job_transition(JobState.FUNDED, JobState.RUNNING)
+        conn.execute(
+            update(db.jobs)
+            .where(db.jobs.c.id == job.id, db.jobs.c.state == JobState.FUNDED.value)
+            .values(state=JobState.RUNNING.value, updated_at=now)
+        )
     store.record(conn, now, "task_assigned", job_id=row.job_id, task_id=row.id, actor=provider)
     task = conn.execute(select(db.tasks).where(db.tasks.c.id == row.id)).one()
     return task, job
