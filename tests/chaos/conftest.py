@@ -1,0 +1,13 @@
+"""Every test here injects faults into live processes and is timing-sensitive on a busy
+two-core machine: they carry the `chaos` marker, which `scripts/test` leaves out unless
+asked (`bash scripts/test -m chaos`)."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/chaos/" in str(item.fspath):
+            item.add_marker(pytest.mark.chaos)
