@@ -23,6 +23,7 @@ from sqlalchemy import ColumnElement, Connection, exists, insert, or_, select, u
 from gpudepin.coordinator import db, store
 from gpudepin.coordinator import tables_market as tm
 from gpudepin.core import ledger
+from gpudepin.core import verification as core_verification
 from gpudepin.core.errors import Conflict, Forbidden, GpudepinError, InvalidInput, NotFound
 from gpudepin.core.hardware import Tier
 from gpudepin.core.jobs import TERMINAL_JOB_STATES, TaskState
@@ -141,6 +142,8 @@ def provider_views(
 ) -> dict[str, ProviderView]:
     """Online providers by address, with the capacity they have free for ``kind``: a
     machine holding a lease takes neither another lease on those GPUs nor batch work."""
+    from gpudepin.coordinator import verification  # it imports service, which imports us
+
     held = _leased_gpus(conn)
     views: dict[str, ProviderView] = {}
     q = select(db.providers).where(db.providers.c.last_seen >= now - online_s)
@@ -148,7 +151,11 @@ def provider_views(
         gpus = max(int(p.hardware.get("gpu_count") or 0), 1)
         busy = held.get(p.address, 0)
         free = max(gpus - busy, 0) if kind is OrderKind.LEASE else 0 if busy else BATCH_SLOTS
-        views[p.address] = ProviderView.of(p.address, p.gpu_class, p.region, free)
+        # the auction's score weighs each provider's verified record, not a flat prior
+        rep = core_verification.reputation(
+            verification.record_of(conn, p), core_verification.DEFAULT_PARAMS
+        )
+        views[p.address] = ProviderView.of(p.address, p.gpu_class, p.region, free, rep)
     return views
 
 
