@@ -163,6 +163,7 @@ def jobs_show(
             print_json(report) if as_json else print_verification(report)
             return
         job = client.job(job_id, events=events)
+        page = f"{client.base_url}/jobs/{job_id}"
     if as_json:
         print_json(job)
         return
@@ -172,6 +173,7 @@ def jobs_show(
         f"{' (' + job['reason'] + ')' if job['reason'] else ''}"
     )
     console.print(f"escrow {job['escrow']} · {job['price_per_task']} per task unit · {counts}")
+    console.print(f"dashboard page: {page}")
     if job.get("market"):
         from gpudepin.cli.market import print_auction
 

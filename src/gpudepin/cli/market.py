@@ -270,6 +270,8 @@ def lease_show(ctx: typer.Context, lease_id: str, as_json: AsJson = False) -> No
         if str(current.get("workload", "")).startswith("serve:"):
             lease["endpoint"] = client.lease_endpoint(current["id"])
     print_json(lease) if as_json else print_lease(lease)
+    if current.get("id") and not as_json:
+        console.print(f"dashboard page: {client.base_url}/leases/{current['id']}")
     if "endpoint" in lease and not as_json:
         from gpudepin.cli.ai import print_endpoint
 

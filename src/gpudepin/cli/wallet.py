@@ -82,6 +82,7 @@ def providers_list(
     """Registered providers, their hardware and whether they are online."""
     with state(ctx).client() as client:
         rows = client.providers()
+        pages = f"{client.base_url}/providers/ADDRESS"
     if as_json:
         print_json(rows)
         return
@@ -102,3 +103,4 @@ def providers_list(
             str(p["tasks_done"]),
         )
     console.print(table)
+    console.print(f"each provider's dashboard page: {pages}")
