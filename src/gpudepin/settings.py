@@ -76,6 +76,13 @@ class CoordinatorSettings(BaseModel):
     market_start_timeout_s: float = Field(default=120.0, gt=0)  # a winner must start by then
     market_max_lease_s: int = Field(default=30 * 86_400, gt=0)
     lease_grace_s: float = Field(default=90.0, gt=0)  # billing stops this long after receipts do
+    # lease uptime SLA and failover (docs/enterprise.md): receipts further apart than the
+    # max gap are an outage; probes every lease_probe_s; a provider whose probes failed
+    # for lease_failover_s (or whose receipts stopped for the grace) is failed over
+    lease_sla_max_gap_s: float = Field(default=10.0, gt=0)
+    lease_probe_s: float = Field(default=5.0, gt=0)
+    lease_probe_timeout_s: float = Field(default=2.0, gt=0)
+    lease_failover_s: float = Field(default=30.0, gt=0)
     # hosted inference on leases (docs/ai.md): a provider silent this long is taken for dead
     gateway_stale_s: float = Field(default=10.0, gt=0)
     gateway_timeout_s: float = Field(default=60.0, gt=0)  # the longest a request waits

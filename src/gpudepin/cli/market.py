@@ -211,6 +211,14 @@ def lease_create(
         str | None,
         typer.Option(help="Serve a model on it: embeddings, or a model.onnx (docs/ai.md)."),
     ] = None,
+    tier: Annotated[str | None, typer.Option(help="consumer or enterprise.")] = None,
+    uptime: Annotated[
+        float | None, typer.Option(help="Uptime SLA target in percent (enterprise: 99.9).")
+    ] = None,
+    failover: Annotated[
+        bool | None, typer.Option(help="Re-auction at once if the provider dies.")
+    ] = None,
+    replicas: Annotated[int, typer.Option(help="Providers hosting a served endpoint.")] = 1,
     wait: Annotated[bool, typer.Option(help="Wait for the auction to decide.")] = True,
     as_json: AsJson = False,
 ) -> None:
@@ -228,6 +236,10 @@ def lease_create(
             gpus=gpus,
             min_vram_gb=min_vram,
             workload=workload,
+            tier=tier,
+            uptime=uptime,
+            failover=failover,
+            replicas=replicas,
         )
         if wait and lease["order_state"] == "open":
             lease = wait_for_auction(client, lease["id"])
@@ -284,3 +296,30 @@ def lease_close(ctx: typer.Context, lease_id: str) -> None:
     with state(ctx).client() as client:
         lease = client.close_lease(lease_id)
     print_lease(lease)
+
+
+@lease_app.command("sla")
+def lease_sla(ctx: typer.Context, lease_id: str, as_json: AsJson = False) -> None:
+    """A lease's measured uptime against its target, each outage and what it cost whom."""
+    with state(ctx).client() as client:
+        sla = client.lease_sla(lease_id)
+    if as_json:
+        print_json(sla)
+        return
+    if sla["uptime_target"] is None:
+        console.print(f"{sla['lease_id']}: {sla.get('note', 'no uptime SLA')}")
+        return
+    measured = "not started" if sla["measured_uptime"] is None else f"{sla['measured_uptime']}%"
+    console.print(
+        f"[bold]{sla['lease_id']}[/bold] {sla['state']} — uptime {measured} "
+        f"(target {sla['uptime_target']}%), fee paid {sla['fee_paid']}, "
+        f"credit {sla['credit_owed']}"
+        + (f", paid {sla['credited']}" if sla["settled"] else " (settled when it ends)"),
+        highlight=False,
+    )
+    for o in sla["outages"]:
+        console.print(
+            f"  outage {o['duration_s']} s from {o['start']:.1f} ({o['source']}): "
+            f"{o['provider']} pays {o['cost']} to {o['paid_to']}",
+            highlight=False,
+        )

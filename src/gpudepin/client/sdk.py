@@ -410,9 +410,16 @@ class Client:
         min_vram_gb: float = 0.0,
         tier: str | None = None,
         workload: str = "",
+        uptime: float | None = None,
+        failover: bool | None = None,
+        replicas: int = 1,
     ) -> dict[str, Any]:
-        """Rent GPUs: locks the whole lease's escrow and runs the auction."""
+        """Rent GPUs: locks the whole lease's escrow and runs the auction. ``uptime`` is an
+        SLA target in percent (99.9); ``failover`` re-auctions it if its provider dies."""
         body = {
+            "uptime": uptime,
+            "failover": failover,
+            "replicas": replicas,
             "gpu_class": gpu_class,
             "duration_s": duration_s,
             "max_price_per_hour": max_price_per_hour,
@@ -429,6 +436,10 @@ class Client:
 
     def lease(self, lease_id: str) -> dict[str, Any]:
         return dict(self._send("GET", f"/leases/{lease_id}"))
+
+    def lease_sla(self, lease_id: str) -> dict[str, Any]:
+        """A lease's measured uptime, its outages and what each cost whom."""
+        return dict(self._send("GET", f"/leases/{lease_id}/sla"))
 
     def close_lease(self, lease_id: str) -> dict[str, Any]:
         """End a lease early; the unspent escrow returns to your balance."""

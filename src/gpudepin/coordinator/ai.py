@@ -174,13 +174,16 @@ def lease_facts(conn: Connection, lease_id: str) -> dict[str, Any]:
     from gpudepin.coordinator import tables_market as tm
 
     row = conn.execute(select(tm.leases).where(tm.leases.c.id == lease_id)).first()
-    if row is None:
-        # the buyer may name the order: its newest lease serves
-        row = conn.execute(
+    # the buyer's address names the order, and the order's newest lease serves it: after
+    # a failover or a re-award the same address reaches the new provider
+    row = (
+        conn.execute(
             select(tm.leases)
-            .where(tm.leases.c.order_id == lease_id)
-            .order_by(tm.leases.c.awarded_at.desc())
+            .where(tm.leases.c.order_id == (lease_id if row is None else row.order_id))
+            .order_by(tm.leases.c.awarded_at.desc(), tm.leases.c.id.desc())
         ).first()
+        or row
+    )
     if row is None:
         raise NotFound(f"no lease {lease_id}", hint="A lease appears once its auction cleared.")
     return {

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from gpudepin.coordinator import ai, market, market_leases, market_spot
+from gpudepin.coordinator import ai, lease_sla, market, market_leases, market_spot
 from gpudepin.coordinator import tables_market as tm
 from gpudepin.coordinator.api import caller, runtime
 from gpudepin.coordinator.app import Runtime
@@ -47,6 +47,13 @@ class LeaseIn(RequirementsIn):
     duration_s: int = Field(description="seconds of GPU time")
     gpus: int = Field(default=1)
     workload: str = Field(default="", description="what runs on the lease; empty = bare GPU")
+    uptime: float | None = Field(
+        default=None, description="uptime SLA target in percent (enterprise default 99.9)"
+    )
+    failover: bool | None = Field(
+        default=None, description="re-auction at once if the provider dies (enterprise default)"
+    )
+    replicas: int = Field(default=1, description="providers hosting a served endpoint at once")
 
 
 class QuoteIn(RequirementsIn):
@@ -308,9 +315,12 @@ def create_lease(
         settings=rt.settings,
     )
     workload = market_leases.check_workload(body.workload)
+    terms = lease_sla.terms_for(body.tier, body.uptime, body.failover, body.replicas)
     with rt.engine.begin() as conn:
         ai.check_serve(conn, workload, who)  # a served model must exist and be the buyer's
         market_leases.lock_lease_escrow(conn, order, now)
+        if terms is not None:
+            lease_sla.attach(conn, order.id, terms)
         market.open_order(conn, order, now, settings=rt.settings, workload={"name": workload})
     rt.notify_work()  # agents long-polling for market work hear of it at once
     with rt.engine.connect() as conn:
@@ -428,7 +438,9 @@ def start_lease(
     lease_id: str, who: str = Depends(caller), rt: Runtime = Depends(runtime)
 ) -> dict[str, Any]:
     with rt.engine.begin() as conn:
-        return market_leases.lease_json(market_leases.start_lease(conn, who, lease_id, rt.clock()))
+        row = market_leases.start_lease(conn, who, lease_id, rt.clock())
+        lease_sla.note_delivery(conn, lease_id, rt.clock(), rt.settings.lease_sla_max_gap_s)
+        return market_leases.lease_json(row)
 
 
 @router.post("/leases/{lease_id}/receipts")
@@ -447,4 +459,5 @@ def usage_receipt(
             rt.clock(),
             rt.settings.fee_bps,
         )
+        lease_sla.note_delivery(conn, lease_id, rt.clock(), rt.settings.lease_sla_max_gap_s)
     return market_leases.lease_json(row)

@@ -187,6 +187,34 @@ class Gateway:
             ep.dirty = True
         return answer
 
+    async def probe(self, lease_id: str, timeout_s: float) -> None:
+        """Relay a ``probe`` request to the serving agent and wait for its answer.
+
+        The coordinator's uptime probe (``lease_sla.probe_duty``): it travels the same
+        queue and agent channel as a buyer's request but is left out of the endpoint's
+        figures. Raises Unavailable when the agent is gone or does not answer in time.
+        """
+        ep = self.endpoint(lease_id)
+        if not ep.connected(time.monotonic(), self.stale_s):
+            raise self._dead(ep)
+        pending = Pending(
+            "p" + secrets.token_hex(8),
+            "probe",
+            {},
+            asyncio.get_running_loop().create_future(),
+            time.monotonic(),
+        )
+        with ep.lock:
+            ep.queue.append(pending)
+            waiters = list(ep.waiters)
+        for waiter in waiters:
+            waiter.wake()
+        done, _ = await asyncio.wait({pending.future}, timeout=timeout_s)
+        if not done:
+            self._drop(ep, pending)
+            raise Unavailable(f"lease {lease_id}: no answer to a probe within {timeout_s:g} s")
+        pending.future.result()
+
     async def _wait(self, ep: Endpoint, pending: Pending) -> dict[str, Any]:
         deadline = pending.started + self.timeout_s
         while True:

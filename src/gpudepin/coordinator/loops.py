@@ -35,6 +35,7 @@ def duties() -> list[Callable[[Runtime], None]]:
     """The periodic duties, in order; a new domain adds its own here."""
     from gpudepin.coordinator.api_ai import endpoint_duty
     from gpudepin.coordinator.artifacts import storage_duty
+    from gpudepin.coordinator.lease_sla import probe_duty as lease_probe_duty
     from gpudepin.coordinator.speculation import straggler_duty
     from gpudepin.coordinator.verification_duty import verification_duty
     from gpudepin.dashboard.history import sample_stats
@@ -48,6 +49,7 @@ def duties() -> list[Callable[[Runtime], None]]:
         settlement.settle,
         sample_stats,
         market.market_duty,
+        lease_probe_duty,
         endpoint_duty,
     ]
 

@@ -27,6 +27,7 @@ from gpudepin.core.leases import (
     accrue,
     close,
     escrow_for,
+    lose,
     new_lease,
     receipt_message,
     start,
@@ -364,9 +365,32 @@ def tick_leases(conn: Connection, now: float, settings: Any) -> int:
             )
             order = market.get_order_row(conn, row.order_id)
             market.rerun_auction(conn, row.order_id, order.quantity, now, settings)
+        elif after.state is LeaseState.PROVIDER_LOST:
+            _after_lost(conn, after, now, settings)
         else:
             _end_lease(conn, after, now)
     return changed
+
+
+def _after_lost(conn: Connection, lease: Lease, now: float, settings: Any) -> None:
+    """A lease whose provider died fails over when its terms say so; else it ends and
+    the rest of its escrow returns to the buyer."""
+    from gpudepin.coordinator import lease_sla
+
+    if not lease_sla.fail_over(conn, lease, now, settings):
+        _end_lease(conn, lease, now)
+
+
+def lose_lease(conn: Connection, lease_id: str, now: float, reason: str, settings: Any) -> None:
+    """The coordinator's probes found the provider dead: end its lease (billed up to its
+    last receipt) without waiting out the grace, and fail over if the terms say so."""
+    row = _locked(conn, lease_id)
+    if row.state != LeaseState.ACTIVE.value:
+        return
+    after = lose(lease_of(row), now, reason)
+    _save(conn, after, row.state)
+    store.record(conn, now, "lease_provider_lost", actor=row.provider, lease_id=lease_id)
+    _after_lost(conn, after, now, settings)
 
 
 def buyer_leases(conn: Connection, buyer: str, limit: int = 100) -> list[dict[str, Any]]:

@@ -118,3 +118,45 @@ shard_holders = Table(
     Column("send_requested_at", Float, nullable=True),
     Index("ix_shard_holders_provider", "provider"),
 )
+
+# Uptime SLA and failover of a lease order (coordinator/lease_sla.py, migration 0403).
+# One row per lease order that carries terms; leases without a row are best effort.
+lease_terms = Table(
+    "lease_terms",
+    metadata,
+    Column("order_id", String(32), primary_key=True),
+    Column("uptime_target", Float, nullable=True),  # a fraction; null: no uptime SLA
+    # re-auction the lease at once when its provider dies (same endpoint address)
+    Column("failover", Boolean, nullable=False),
+    # providers hosting the endpoint at once; the gateway hedges across them
+    Column("replicas", Integer, nullable=False, default=1),
+    # set once the SLA was settled (credited or found met), so it pays exactly once
+    Column("settled_at", Float, nullable=True),
+    Column("credit", Amount, nullable=True),
+)
+
+# Proof of delivery of a lease: runs of usage receipts no further apart than the max gap.
+lease_alive = Table(
+    "lease_alive",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("order_id", String(32), nullable=False),
+    Column("lease_id", String(40), nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("ended_at", Float, nullable=False),
+    Index("ix_lease_alive_order", "order_id", "ended_at"),
+)
+
+# Coordinator probes of a lease's endpoint or agent; only changes of verdict are kept
+# (that is all the outage rule needs), plus the time of the latest probe on the terms.
+lease_probes = Table(
+    "lease_probes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("order_id", String(32), nullable=False),
+    Column("lease_id", String(40), nullable=False),
+    Column("at", Float, nullable=False),
+    Column("ok", Boolean, nullable=False),
+    Column("detail", String(200), nullable=False),
+    Index("ix_lease_probes_order", "order_id", "at"),
+)

@@ -237,6 +237,12 @@ def tick(lease: Lease, now: float, grace_s: float = DEFAULT_GRACE_S) -> Lease:
     return lease
 
 
+def lose(lease: Lease, now: float, reason: str) -> Lease:
+    """The coordinator found the provider dead (its probes failed) before the grace ran
+    out: the lease ends as provider-lost, billed up to its last receipt."""
+    return _end(lease, LeaseState.PROVIDER_LOST, now, reason)
+
+
 def close(lease: Lease, now: float, reason: str = "closed by the buyer") -> Lease:
     """End a lease early; ``refund`` then returns the unused escrow."""
     return _end(lease, LeaseState.CLOSED, now, reason)

@@ -368,3 +368,119 @@ def uptime_from_runs(
 ) -> float:
     """The share of ``[start, end]`` without an outage, measured from runs of heartbeats."""
     return _share_up(outages_from_runs(runs, start, end, max_gap), start, end)
+
+
+# ---- leases: receipts and probes, across failovers ----------------------------------------
+
+
+@dataclass(frozen=True)
+class Holder:
+    """A provider that held a lease from ``since`` (its award) until the next holder's."""
+
+    provider: str
+    since: float
+
+
+@dataclass(frozen=True)
+class LeaseSla:
+    """A lease's SLA report plus who answers for each outage and what each provider owes."""
+
+    report: SlaReport
+    answerable: tuple[str, ...]  # per outage, the provider it counts against
+    charges: tuple[tuple[str, int], ...]  # (provider, base units), providers sorted
+
+
+def lease_outages(
+    runs: Iterable[tuple[float, float]],
+    probes: Iterable[Probe],
+    start: float,
+    end: float,
+    max_gap: float,
+) -> list[Outage]:
+    """Outages of a lease: gaps in its runs of usage receipts merged with failed probes.
+
+    Receipts (signed by the provider every second or so) play the heartbeats' part; a
+    failed probe of the endpoint opens an outage even while receipts keep coming.
+    """
+    spans = outages_from_runs(runs, start, end, max_gap) + _probe_outages(probes, start, end)
+    return [o for o in _merge(spans) if o.end > o.start]
+
+
+def answerable_for(found: Sequence[Outage], holders: Sequence[Holder]) -> list[str]:
+    """The provider each outage counts against: the one holding the lease when it began.
+
+    After a failover the gap between the dead provider's last receipt and the new
+    provider's start began on the dead provider's watch, so it is charged there.
+    """
+    if not holders:
+        raise InvalidInput("a lease with outages must have had a provider")
+    ordered = sorted(holders, key=lambda h: h.since)
+    out = []
+    for outage in found:
+        who = ordered[0].provider
+        for holder in ordered[1:]:
+            if holder.since > outage.start:
+                break
+            who = holder.provider
+        out.append(who)
+    return out
+
+
+def lease_sla(
+    runs: Iterable[tuple[float, float]],
+    probes: Iterable[Probe],
+    holders: Sequence[Holder],
+    start: float,
+    end: float,
+    max_gap: float,
+    fee_paid: int,
+    terms: SlaTerms,
+) -> LeaseSla:
+    """Measure a lease over ``[start, end]``, price its breach and split the credit.
+
+    The credit follows the published table on the uptime of the whole lease (the buyer
+    bought one service, however many providers delivered it); each provider pays the
+    share of the credit that its outages' durations make up.
+    """
+    found = lease_outages(runs, probes, start, end, max_gap)
+    measured = _share_up(found, start, end)
+    credit = sla_credit(fee_paid, measured, terms)
+    costs = outage_costs(credit, found)
+    who = answerable_for(found, holders) if found else []
+    owed: dict[str, int] = {}
+    for provider, cost in zip(who, costs, strict=True):
+        if cost > 0:
+            owed[provider] = owed.get(provider, 0) + cost
+    report = SlaReport(
+        start=start,
+        end=end,
+        measured_uptime=measured,
+        target=terms.uptime_target,
+        breached=terms.breached(measured),
+        outages=tuple(found),
+        outage_costs=tuple(costs),
+        fee_paid=fee_paid,
+        credit=credit,
+    )
+    return LeaseSla(report, tuple(who), tuple(sorted(owed.items())))
+
+
+def uptime_terms(percent: float) -> SlaTerms:
+    """Lease terms for an uptime target given in percent (``99.9``), with the default table.
+
+    Table rows above a lower target are dropped, so a 99% lease credits 25% below 99%
+    and 100% below 95% but nothing at 99.5%.
+    """
+    if not 0.0 < percent <= 100.0:
+        raise InvalidInput(
+            f"uptime: expected a percentage in (0, 100], got {percent}",
+            hint="Write 99.9 for 99.9%.",
+            field="uptime",
+        )
+    return target_terms(percent / 100)
+
+
+def target_terms(target: float) -> SlaTerms:
+    """Lease terms for an uptime target given as a fraction, with the default table."""
+    table = tuple(t for t in DEFAULT_CREDIT_TABLE if t.below <= target)
+    return SlaTerms(uptime_target=target, credit_table=table)

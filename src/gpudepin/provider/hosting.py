@@ -176,7 +176,9 @@ class Host:
         body: dict[str, Any] | None = None
         error: dict[str, Any] | None = None
         try:
-            if request["op"] == "openai_embeddings":
+            if request["op"] == "probe":  # the coordinator's uptime probe: alive and loaded
+                body = {"ok": True}
+            elif request["op"] == "openai_embeddings":
                 body = openai_embeddings(server, request["body"])
             else:
                 body = server.invoke(request["body"])
