@@ -10,16 +10,21 @@ and every movement of money is a ledger transaction; a seeded rng makes a run re
     python3 benchmarks/verification.py [--tasks 200000] [--providers 100] [--seeds 1]
 
 Extra compute counts every audit, referee, known-answer task, hold-back sweep and redo.
+With ``--rows N`` tasks are batch inference of N rows each, audited by re-running the
+sample of rows ``core.audit_sampling`` draws: a check then costs ``sample/N`` of a task
+(a cheater's garbage covers all its rows, so any sample catches it), a redo a whole task.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import random
 import time
 from collections import deque
 from dataclasses import dataclass, field
 
+from gpudepin.core import audit_sampling as AS
 from gpudepin.core import ledger as L
 from gpudepin.core import verification as V
 from gpudepin.core.money import UNIT, format_amount
@@ -47,7 +52,7 @@ class Provider:
 @dataclass
 class Report:
     tasks: int = 0
-    extra: int = 0
+    extra: float = 0.0  # in tasks' worth of compute
     cheaters: int = 0
     caught: int = 0
     caught_after: list[int] = field(default_factory=list)
@@ -73,6 +78,7 @@ def run(
     n_providers: int,
     params: V.VerificationParams,
     lying_auditors: bool = True,
+    check_cost: float = 1.0,
 ) -> Report:
     rng = random.Random(seed)
     led = L.InMemoryLedger()
@@ -115,13 +121,13 @@ def run(
             aud = providers[chosen.address]
             lies = lying_auditors and aud.cheater and rng.random() < CHEAT_SHARE
             outs[chosen.address] = output(aud, task, lies)
-            rep.extra += 1
-            pay = min(REWARD, led.balance(L.FEES))
+            rep.extra += check_cost
+            pay = min(math.ceil(REWARD * check_cost), led.balance(L.FEES))
             if pay:
                 led.apply(L.pay_auditor_from_fees(led.balances, chosen.address, pay))
                 rep.auditor_pay += pay
             if V.should_inject_known_answer(rng, params.known_answer_rate):
-                rep.extra += 1
+                rep.extra += check_cost
                 passed = not (lying_auditors and aud.cheater and rng.random() < CHEAT_SHARE)
                 before = aud.record.auditor_faults
                 aud.record = V.after_known_answer(aud.record, passed)
@@ -155,7 +161,7 @@ def run(
         # sweep: everything still held is re-checked; bad results are clawed back
         for i, (tick, tid, bad, audited) in enumerate(p.held):
             if not audited and tid != task:
-                rep.extra += 1
+                rep.extra += check_cost
                 p.held[i] = (tick, tid, bad, True)
             if bad and tid in bad_paid:
                 led.apply(
@@ -222,6 +228,9 @@ def main() -> None:
     ap.add_argument(
         "--honest-auditing", action="store_true", help="cheaters cheat only on their own tasks"
     )
+    ap.add_argument(
+        "--rows", type=int, default=0, help="rows per inference task, audited by sample (0: full)"
+    )
     args = ap.parse_args()
     params = V.DEFAULT_PARAMS
     schedule = [
@@ -231,12 +240,15 @@ def main() -> None:
     escape = V.escape_probability(schedule, params.catch_rate, CHEAT_SHARE)
     for seed in range(args.seed, args.seed + args.seeds):
         start = time.perf_counter()
-        r = run(seed, args.tasks, args.providers, params, not args.honest_auditing)
+        cost = AS.audit_cost(args.rows) if args.rows else 1.0
+        r = run(seed, args.tasks, args.providers, params, not args.honest_auditing, cost)
         took = time.perf_counter() - start
         print(f"seed: {seed}")
         print(f"tasks: {r.tasks}")
         print(f"cheaters also lie when auditing: {not args.honest_auditing}")
         print(f"providers: {args.providers} ({r.cheaters} cheating on {CHEAT_SHARE:.0%} of tasks)")
+        if args.rows:
+            print(f"audits re-run {AS.sample_size(args.rows)} of {args.rows} rows ({cost:.3f})")
         print(f"verification overhead: {100 * r.extra / r.tasks:.2f}% of useful compute")
         print(f"cheaters caught: {r.caught}/{r.cheaters}")
         print(f"cheater caught after (max tasks): {max(r.caught_after, default=0)}")

@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 
-from gpudepin.coordinator import db, service, store
+from gpudepin.coordinator import db, service, store, verification_sampling
 from gpudepin.coordinator import tables_verification as tv
 from gpudepin.core import ledger
 from gpudepin.core import verification as V
@@ -361,7 +361,11 @@ def _candidates(conn: Connection, now: float, online_s: float) -> list[Any]:
 
 
 def _audit_spec(job: Any, task: Any, rng: random.Random) -> tuple[dict[str, Any], str]:
-    """What the checkers re-run: a random tile of a single rendered frame, else the task."""
+    """What the checkers re-run: a random tile of a single rendered frame, a sample of an
+    inference task's rows, else the task."""
+    sampled = verification_sampling.audit_spec(job, task, rng)
+    if sampled is not None:
+        return sampled
     spec = dict(task.spec)
     if job.kind == "render" and len(spec.get("frames", [])) == 1 and "width" in job.spec:
         from gpudepin.workloads.render import pick_tile
@@ -703,7 +707,8 @@ def apply_decision(
             _fault(conn, params, party, job, agreeing[0] if agreeing else None, case_id, now)
     for checker in agreeing:
         if checker != COORDINATOR:
-            _pay_checker(conn, checker, task.price, case_id, now)
+            pay = verification_sampling.check_pay(task.price, case.spec)
+            _pay_checker(conn, checker, pay, case_id, now)
     store.record(
         conn,
         now,

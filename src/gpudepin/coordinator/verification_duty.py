@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gpudepin.coordinator import hwproofs, verification
+from gpudepin.coordinator import hwproofs, verification, verification_sampling
 from gpudepin.core import verification as V
 from gpudepin.core.errors import GpudepinError
 from gpudepin.workloads import registry
@@ -52,7 +52,13 @@ def verification_duty(rt: Runtime) -> None:
         referee_locally(rt, case_id)
 
 
-def _agreement(rt: Runtime, spec: dict[str, Any], kind: str, paths: dict[str, Path]) -> Any:
+def _agreement(
+    rt: Runtime,
+    spec: dict[str, Any],
+    kind: str,
+    paths: dict[str, Path],
+    classes: dict[str, str],
+) -> Any:
     workload = registry.get(kind)
     cache: dict[tuple[str, str], bool] = {}
     details: dict[str, str] = {}
@@ -61,7 +67,9 @@ def _agreement(rt: Runtime, spec: dict[str, Any], kind: str, paths: dict[str, Pa
         key = (min(a, b), max(a, b))
         if key not in cache:
             try:
-                cmp = workload.compare(spec, paths[a], paths[b])
+                # the tolerance depends on the pair's device classes (exact within one)
+                pair = verification_sampling.compare_spec(kind, spec, classes[a], classes[b])
+                cmp = workload.compare(pair, paths[a], paths[b])
                 cache[key], details[f"{key[0]} vs {key[1]}"] = cmp.equal, cmp.detail
             except Exception as exc:  # a result nobody can read agrees with nothing
                 cache[key], details[f"{key[0]} vs {key[1]}"] = False, f"unreadable: {exc}"
@@ -74,9 +82,12 @@ def decide(rt: Runtime, case_id: str) -> str:
     """Compare a case's results with the workload's rule and apply ``adjudicate``."""
     with rt.engine.connect() as conn:
         case, job, done = verification.case_inputs(conn, case_id)
+        classes = verification_sampling.device_classes(
+            conn, [case.provider, *(c.checker for c in done)]
+        )
     paths = {case.provider: rt.blobs.open_path(case.result_sha256)}
     paths |= {c.checker: rt.blobs.open_path(c.result_sha256) for c in done}
-    agree, details = _agreement(rt, job.spec, job.kind, paths)
+    agree, details = _agreement(rt, job.spec, job.kind, paths, classes)
     decision = V.adjudicate(case.provider, [c.checker for c in done], agree)
     with rt.engine.begin() as conn:
         return verification.apply_decision(
@@ -88,11 +99,13 @@ def judge_known_answer(rt: Runtime, chk: Any) -> None:
     """A known-answer check passes when the auditor reproduced the verified result."""
     with rt.engine.connect() as conn:
         case, job, _ = verification.case_inputs(conn, chk.case_id)
+        of = verification_sampling.device_classes(conn, [case.provider, chk.checker])
     paths = {
         "known": rt.blobs.open_path(case.result_sha256),
         "auditor": rt.blobs.open_path(chk.result_sha256),
     }
-    agree, _ = _agreement(rt, job.spec, job.kind, paths)
+    classes = {"known": of[case.provider], "auditor": of[chk.checker]}
+    agree, _ = _agreement(rt, job.spec, job.kind, paths, classes)
     with rt.engine.begin() as conn:
         verification.apply_known_answer(conn, chk.id, agree("known", "auditor"), rt.clock())
 

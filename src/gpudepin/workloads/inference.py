@@ -8,13 +8,18 @@ Two modes, chosen by ``params["model"]``:
 * a catalog name (``"all-minilm-l6-v2"``): input ``texts`` (JSONL with ``{"text": ...}``
   per line, or plain text, one text per line). Each task writes an .npy of embeddings.
 
-Tasks are row ranges, so merging is a concatenation in task order.
+Tasks are row ranges, so merging is a concatenation in task order. An audit re-runs only
+a sample of a task's rows (task spec ``"sample"``, absolute row numbers drawn by
+``core.audit_sampling``); its result is an .npz that names the rows it holds, and
+``compare`` matches them with the same rows of a full result, within the tolerance of
+``core.audit_sampling``'s table.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -23,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from gpudepin.core.audit_sampling import CROSS_DEVICE, TOLERANCES, Tolerance
 from gpudepin.core.errors import InvalidInput, PayloadTooLarge
 from gpudepin.workloads.base import Comparison, RunContext, TaskPlan
 
@@ -33,23 +39,6 @@ MAX_ROWS = 10_000_000
 MAX_TEXT_CHARS = 100_000
 DEFAULT_BATCH_SIZE = 1024
 MAX_BATCH_SIZE = 1_000_000
-
-
-@dataclass(frozen=True)
-class Tolerance:
-    """How far two results of the same task may differ and still count as equal.
-
-    Outputs of the same build on the same device class are bit-identical, so ``EXACT``
-    applies there; across device classes (CPU vs CUDA, TF32 matmuls) values drift.
-    """
-
-    atol: float
-    rtol: float
-    min_cosine: float
-
-
-EXACT = Tolerance(atol=0.0, rtol=0.0, min_cosine=1.0)
-CROSS_DEVICE = Tolerance(atol=1e-3, rtol=1e-2, min_cosine=0.999)
 
 
 # ---------------------------------------------------------------- catalog
@@ -82,8 +71,7 @@ CATALOG: dict[str, CatalogModel] = {
         dim=384,
         description="sentence-transformers/all-MiniLM-L6-v2 text embeddings (normalised)",
         load=_load_minilm,
-        # Padding differs with how rows are batched, which moves values by ~1e-7.
-        tolerance=Tolerance(atol=1e-4, rtol=1e-3, min_cosine=0.9999),
+        tolerance=TOLERANCES["all-minilm-l6-v2"].cross_class,
         max_tokens=256,
     ),
 }
@@ -489,13 +477,19 @@ class InferenceWorkload:
         self, spec: dict[str, Any], task: dict[str, Any], inputs: dict[str, Path], ctx: RunContext
     ) -> Path:
         start, end = int(task["start"]), int(task["end"])
+        picked = _sample_offsets(task, start, end)
         ctx.workdir.mkdir(parents=True, exist_ok=True)
         if spec["model"] == "onnx":
             sig_in = [TensorSig.from_json(s) for s in spec["inputs"]]
             arrays = _load_arrays(inputs["inputs"], sig_in[0].name if len(sig_in) == 1 else None)
-            rows = {name: np.ascontiguousarray(a[start:end]) for name, a in arrays.items()}
+            if picked is None:
+                rows = {name: np.ascontiguousarray(a[start:end]) for name, a in arrays.items()}
+            else:
+                rows = _padded_rows(arrays, start + picked, spec.get("fixed_batch"))
             session = onnx_session(inputs["model"], ctx.device, ctx.threads)
             outputs = run_onnx(session, rows, spec.get("fixed_batch"))
+            if picked is not None:
+                return _save_sample(ctx.workdir, start, picked, outputs)
             dest = ctx.workdir / f"out_{start:09d}.npz"
             _save_npz(dest, outputs)
             return dest
@@ -503,12 +497,32 @@ class InferenceWorkload:
 
         torch.set_num_threads(max(1, ctx.threads))
         texts = read_texts(inputs["texts"])[start:end]
+        if picked is not None:
+            texts = [texts[i] for i in picked]
         vectors = embed(spec["model"], texts, "cuda" if ctx.device == "cuda" else "cpu")
+        if picked is not None:
+            return _save_sample(ctx.workdir, start, picked, {EMBEDDINGS: vectors})
         dest = ctx.workdir / f"emb_{start:09d}.npy"
         np.save(dest, vectors)
         return dest
 
+    def check_result(self, spec: dict[str, Any], task: dict[str, Any], path: Path) -> str | None:
+        """A task's result must hold every row of the task (a sample is an audit's, never
+        a task's); the reason to reject it otherwise."""
+        rows = int(task["end"]) - int(task["start"])
+        try:
+            sample, arrays = _read_result(path, spec["model"] != "onnx")
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+            return f"unreadable result: {exc}"
+        if sample is not None:
+            return "a task's result must hold every row, not a sample"
+        short = sorted(name for name, a in arrays.items() if a.ndim == 0 or a.shape[0] != rows)
+        return f"outputs {short} do not hold the task's {rows} rows" if short else None
+
     def compare(self, spec: dict[str, Any], a: Path, b: Path) -> Comparison:
+        """Compare two results of one task, or a sampled audit with the same rows of a
+        full result, within ``spec["tolerance"]`` (the coordinator sets it per pair of
+        device classes from ``core.audit_sampling.tolerance_for``)."""
         tol = spec.get("tolerance", {})
         tolerance = Tolerance(
             float(tol.get("atol", CROSS_DEVICE.atol)),
@@ -553,6 +567,48 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
         return {name: archive[name] for name in archive.files}
 
 
+SAMPLE_ROWS = "__sample_rows__"  # the array of an audit's result naming the rows it holds
+EMBEDDINGS = "embeddings"
+
+
+def _sample_offsets(task: dict[str, Any], start: int, end: int) -> np.ndarray | None:
+    """The task's sampled rows as offsets from ``start`` (None: run every row)."""
+    if "sample" not in task:
+        return None
+    rows = np.asarray(task["sample"], dtype=np.int64)
+    if rows.ndim != 1 or not rows.size or rows.min() < start or rows.max() >= end:
+        raise InvalidInput(f"task: sampled rows must lie in {start}-{end - 1}", field="sample")
+    return rows - start
+
+
+def _padded_rows(
+    arrays: dict[str, np.ndarray], rows: np.ndarray, fixed: int | None
+) -> dict[str, np.ndarray]:
+    """The chosen rows of every input; a model that fixes its batch gets the last row
+    repeated up to a whole batch (``_save_sample`` keeps only the real rows)."""
+    if fixed is not None and rows.size % fixed:
+        rows = np.concatenate([rows, np.repeat(rows[-1:], fixed - rows.size % fixed)])
+    return {name: np.ascontiguousarray(a[rows]) for name, a in arrays.items()}
+
+
+def _save_sample(
+    workdir: Path, start: int, offsets: np.ndarray, outputs: dict[str, np.ndarray]
+) -> Path:
+    dest = workdir / f"sample_{start:09d}.npz"
+    kept = {name: out[: offsets.size] if out.ndim else out for name, out in outputs.items()}
+    _save_npz(dest, {SAMPLE_ROWS: offsets, **kept})
+    return dest
+
+
+def _read_result(path: Path, embeddings: bool) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
+    """A result's arrays by name, with the row offsets it holds when it is a sample."""
+    if embeddings and not zipfile.is_zipfile(path):
+        return None, {EMBEDDINGS: np.load(path, allow_pickle=False)}
+    arrays = _read_npz(path)
+    rows = arrays.pop(SAMPLE_ROWS, None)
+    return (None if rows is None else rows.astype(np.int64)), arrays
+
+
 def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Cosine similarity of each row of ``a`` with the same row of ``b``."""
     a2 = a.reshape(a.shape[0], -1).astype(np.float64) if a.ndim else a.reshape(1, 1)
@@ -571,11 +627,18 @@ def compare_results(a: Path, b: Path, tolerance: Tolerance, embeddings: bool) ->
     ``score`` is the lowest per-row cosine similarity (1.0 identical); ``detail`` reports
     the largest absolute difference, so an exact match on the same build shows 0.
     """
-    if embeddings:
-        left = {"embeddings": np.load(a, allow_pickle=False)}
-        right = {"embeddings": np.load(b, allow_pickle=False)}
-    else:
-        left, right = _read_npz(a), _read_npz(b)
+    (rows_a, left), (rows_b, right) = _read_result(a, embeddings), _read_result(b, embeddings)
+    rows = rows_a if rows_a is not None else rows_b
+    if rows_a is not None and rows_b is not None:
+        if not np.array_equal(rows_a, rows_b):
+            return Comparison(False, 0.0, "the two samples hold different rows")
+    elif rows is not None:
+        full = right if rows_a is not None else left
+        count = min((len(v) for v in full.values()), default=0)
+        if rows.size and (rows.min() < 0 or rows.max() >= count):
+            return Comparison(False, 0.0, f"sampled rows outside the {count} rows of the result")
+        picked = {name: v[rows] if v.ndim else v for name, v in full.items()}
+        left, right = (left, picked) if rows_a is not None else (picked, right)
     if sorted(left) != sorted(right):
         return Comparison(False, 0.0, f"output names differ: {sorted(left)} vs {sorted(right)}")
     worst_cos, worst_diff, equal = 1.0, 0.0, True
@@ -603,7 +666,8 @@ def compare_results(a: Path, b: Path, tolerance: Tolerance, embeddings: bool) ->
         close = bool(np.allclose(x, y, atol=tolerance.atol, rtol=tolerance.rtol))
         equal &= close and cos >= tolerance.min_cosine
     kind = "exact" if worst_diff == 0 else "within tolerance" if equal else "outside tolerance"
-    return Comparison(equal, worst_cos, f"max abs diff {worst_diff:.3g} ({kind})")
+    where = f" on {rows.size} sampled rows" if rows is not None else ""
+    return Comparison(equal, worst_cos, f"max abs diff {worst_diff:.3g}{where} ({kind})")
 
 
 # ---------------------------------------------------------------- demo data
