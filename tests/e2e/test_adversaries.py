@@ -146,3 +146,33 @@ def test_two_colluders_of_one_operator_cannot_vouch_for_each_other(
         *net, [("colluder-a", "collude", "op-bad"), ("colluder-b", "collude", "op-bad")]
     )
     _assert_caught_and_made_whole(buyer, done, bad)
+
+
+def test_random_model_outputs_are_caught_by_sampled_audits(
+    net: tuple[LocalNetwork, Cheaters], tmp_path: Path
+) -> None:
+    """The agent process itself cheats on an ONNX job; checkers re-run a few rows each."""
+    import numpy as np
+
+    from gpudepin.workloads.inference import make_demo_onnx
+
+    network, cheaters = net
+    buyer = Client(network.api_url, load_or_create_key(network.home, "buyer"))
+    buyer.faucet("10")
+    bad = [cheaters.start("cheat", "random-embeddings", "op-bad")]
+    wait_for("the cheater", lambda: sum(p["online"] for p in buyer.providers()) == 1)
+    model = make_demo_onnx(tmp_path / "model.onnx")
+    np.savez(tmp_path / "x.npz", x=np.ones((40, 16), dtype=np.float32))
+    job = buyer.submit_job(
+        "infer",
+        {"model": "onnx", "batch_size": 20},
+        {"model": model, "inputs": tmp_path / "x.npz"},
+        "1",
+    )
+    wait_for("cheated rows", lambda: buyer.job(job["id"])["counts"].get("accepted", 0) == 2)
+    for i in (1, 2):
+        network.start_provider(i)
+    wait_for("the job to end", lambda: buyer.job(job["id"])["state"] in ("completed", "failed"))
+    _assert_caught_and_made_whole(buyer, buyer.job(job["id"]), bad)
+    cases = buyer.job_verification(job["id"])["cases"]
+    assert all("of 20 rows sampled" in c["rerun"] for c in cases if c["rerun"]), cases

@@ -8,9 +8,10 @@ an agent::
         --behaviour blank [--operator OP --region R]
 
 Behaviours: ``blank`` / ``random`` frames; ``fewer-samples`` (renders at 1/8 of the
-samples); ``random-embeddings`` (replaces ``.npy`` outputs with noise); ``fake-h100``
-(claims an H100 and fabricates its hardware proof); ``replay`` (resubmits its first
-result, an old signed receipt, for every later task); ``collude`` (a wrong frame derived
+samples); ``random-embeddings`` (replaces inference outputs, ``.npy`` embeddings or
+``.npz`` model outputs, with noise); ``fake-h100`` (claims an H100 and fabricates its
+hardware proof); ``replay`` (resubmits its first result, an old signed receipt, for
+every later task); ``collude`` (a wrong frame derived
 from the task alone, so two colluders of one operator return the same wrong answer);
 ``lazy-auditor`` (honest on tasks, returns blank frames for the checks it is sent).
 """
@@ -54,6 +55,44 @@ def _png(path: Path, width: int, height: int, seed: int | None) -> Path:
     return path
 
 
+def fake_frame(behaviour: str, task: dict[str, Any], out_dir: Path) -> Path:
+    """A frame rendered by nobody: black (``blank``, ``lazy-auditor``), noise seeded by the
+    task id (``random``) or by the task's label, the same for every colluder (``collude``)."""
+    spec = task["job_spec"]
+    seed: int | None = None
+    if behaviour == "random":
+        seed = int.from_bytes(hashlib.sha256(task["id"].encode()).digest()[:4], "big")
+    if behaviour == "collude":
+        seed = int.from_bytes(hashlib.sha256(task["label"].encode()).digest()[:4], "big")
+    return _png(out_dir / "frame.png", spec["width"], spec["height"], seed)
+
+
+def fewer_samples(spec: dict[str, Any]) -> dict[str, Any]:
+    """The job spec a ``fewer-samples`` cheat renders: 1/8 of the samples the buyer paid for."""
+    return dict(spec, samples=max(1, int(spec.get("samples", 16)) // 8))
+
+
+def noise_outputs(result: Path) -> None:
+    """Overwrite inference outputs (``.npy`` embeddings or an ``.npz`` of model outputs)
+    with noise of the same shapes and types, as ``random-embeddings`` does."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+
+    def noise(real: Any) -> Any:
+        if not np.issubdtype(real.dtype, np.floating):
+            return real
+        return rng.standard_normal(real.shape).astype(real.dtype)
+
+    if result.suffix == ".npy":
+        np.save(result, noise(np.load(result)))
+    elif result.suffix == ".npz":
+        with np.load(result) as archive:
+            arrays = {name: noise(archive[name]) for name in archive.files}
+        save: Any = np.savez  # numpy's stubs type **kwds as its allow_pickle flag
+        save(result, **arrays)
+
+
 class MaliciousAgent(Agent):
     """An ``Agent`` whose results (or hardware proof) are wrong on purpose."""
 
@@ -88,30 +127,19 @@ class MaliciousAgent(Agent):
         cheat = (b == "lazy-auditor") == is_check
         out_dir = Path(cmd[cmd.index("--workdir") + 1])
         out_dir.mkdir(parents=True, exist_ok=True)
-        spec = task["job_spec"]
         if cheat and b in ("blank", "random", "collude", "lazy-auditor"):
-            seed = {"blank": None, "lazy-auditor": None, "random": None}.get(b, 0)
-            if b == "random":
-                seed = int.from_bytes(hashlib.sha256(task["id"].encode()).digest()[:4], "big")
-            if b == "collude":
-                seed = int.from_bytes(hashlib.sha256(task["label"].encode()).digest()[:4], "big")
-            path = _png(out_dir / "frame.png", spec["width"], spec["height"], seed)
-            return {"result": str(path), "seconds": 0.01}
+            return {"result": str(fake_frame(b, task, out_dir)), "seconds": 0.01}
         if cheat and b == "replay" and self._first_result is not None:
             return {"result": str(self._first_result), "seconds": 0.01}
         if cheat and b == "fewer-samples":
             job_file = Path(cmd[cmd.index("--spec") + 1])
-            lazy = dict(spec, samples=max(1, int(spec.get("samples", 16)) // 8))
-            job_file.write_text(json.dumps(lazy))
+            job_file.write_text(json.dumps(fewer_samples(task["job_spec"])))
         outcome = super()._execute(cmd)
         if "result" not in outcome:
             return outcome
         result = Path(outcome["result"])
-        if cheat and b == "random-embeddings" and result.suffix == ".npy":
-            import numpy as np
-
-            real = np.load(result)
-            np.save(result, np.random.default_rng(0).standard_normal(real.shape).astype(real.dtype))
+        if cheat and b == "random-embeddings":
+            noise_outputs(result)
         if b == "replay" and self._first_result is None and not is_check:
             self._first_result = self.workdir / "first-result" / result.name
             self._first_result.parent.mkdir(parents=True, exist_ok=True)
