@@ -146,3 +146,34 @@ def test_dispute_survives_json_between_rounds() -> None:
         d = D.submit(d, "0xliar", step, answer("0xliar", step))
     d = D.decide(d, referee(d.lo, d.lo_hash))
     assert d.winner == "0xhonest" and d.rounds <= D.max_rounds(50)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    lo=st.integers(min_value=0, max_value=300),
+    length=st.integers(min_value=1, max_value=400),
+    data=st.data(),
+)
+def test_a_segment_dispute_convicts_the_liar_within_log2_of_the_segment(
+    lo: int, length: int, data: st.DataObject
+) -> None:
+    hi = lo + length
+    honest = trajectory("init", hi)
+    diverge = data.draw(st.integers(min_value=lo + 1, max_value=hi))
+    liar = liar_trajectory(honest, diverge, 3)
+    by_party = {"0xhonest": honest, "0xliar": liar}
+    parties = ("0xliar", "0xhonest") if data.draw(st.booleans()) else ("0xhonest", "0xliar")
+    d = D.open_interval(
+        "c1", parties, lo, honest[lo], hi, (by_party[parties[0]][hi], by_party[parties[1]][hi])
+    )
+    d = D.run_dispute(d, lambda p, s: by_party[p][s], referee)
+    assert d.loser == "0xliar" and d.winner == "0xhonest"
+    assert d.rounds <= D.max_rounds(length)
+
+
+def test_a_segment_dispute_needs_a_disagreement() -> None:
+    with pytest.raises(Conflict):
+        D.open_interval("c1", ("0xa", "0xb"), 0, "x", 4, ("y", "y"))
+    with pytest.raises(InvalidInput):
+        D.open_interval("c1", ("0xa", "0xb"), 4, "x", 4, ("y", "z"))
+    assert "step: 7" in D.answer_message("d1", 7, "ab")

@@ -101,3 +101,26 @@ def print_verification(report: dict[str, Any]) -> None:
             console.print(f"  {what}: {detail}")
         if ev["faulty"]:
             console.print(f"  at fault: {', '.join(ev['faulty'])}")
+    for d in report.get("disputes", []):
+        _print_dispute(d)
+
+
+def _print_dispute(d: dict[str, Any]) -> None:
+    """A training dispute: each bisection round's hashes, the referee's step, the ruling."""
+    start, end = d["segment"]
+    console.print(
+        f"[bold]dispute {d['id']}[/bold] of {d['task_id']} ({d['state']}): steps {start}-{end}, "
+        f"{d['rounds']} of at most {d['round_bound']} rounds, interval {d['interval']}"
+    )
+    names = {d["provider"]: "provider", d["challenger"]: "auditor"}
+    for i, rnd in enumerate(d["history"], 1):
+        hashes = " · ".join(f"{names.get(p, p)} {h[:16]}…" for p, h in rnd["answers"].items())
+        console.print(f"  round {i}, step {rnd['step']}: {hashes}")
+    if d["referee"]:
+        r = d["referee"]
+        console.print(
+            f"  referee ({r['by']}) re-ran step {r['step'][0]}->{r['step'][1]}: {r['hash'][:16]}…"
+        )
+    if d["reason"]:
+        loser = d["loser"] or ("both parties" if d["winner"] is None else "none")
+        console.print(f"  ruling: {d['reason']} (loses: {loser})")

@@ -337,6 +337,22 @@ class Client:
             self._send("POST", f"/hwproof/{challenge_id}/answer", json={"answers": answers})
         )
 
+    def dispute(self, dispute_id: str) -> dict[str, Any]:
+        """A training dispute: interval, rounds, answers, referee step, verdict."""
+        return dict(self._send("GET", f"/disputes/{dispute_id}"))
+
+    def download_dispute_input(self, dispute_id: str, name: str, dest: Path) -> Path:
+        """Party: the dataset or agreed checkpoint a bisection answer replays from."""
+        return self._download(f"/disputes/{dispute_id}/inputs/{name}", dest)
+
+    def dispute_answer(self, dispute_id: str, step: int, sha256: str) -> dict[str, Any]:
+        """Party: commit, signed, to the state hash at the step a dispute asks for."""
+        from gpudepin.core.disputes import answer_message
+
+        sig = sign_text(self.account, answer_message(dispute_id, step, sha256))
+        body = {"step": step, "sha256": sha256, "signature": sig}
+        return dict(self._send("POST", f"/disputes/{dispute_id}/answer", json=body))
+
     # ---- storage ----
 
     def offer_storage(self, capacity_bytes: int) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
-from gpudepin.coordinator import hwproofs, service, verification
+from gpudepin.coordinator import disputes, hwproofs, service, verification
 from gpudepin.coordinator import tables_verification as tv
 from gpudepin.coordinator.api import caller, runtime
 from gpudepin.coordinator.app import Runtime
@@ -95,7 +95,11 @@ def job_verification(
     """Every verification decision of a job with its evidence."""
     with rt.engine.connect() as conn:
         service.get_job(conn, job_id, viewer=who)
-        return {"job_id": job_id, "cases": verification.job_verification(conn, job_id)}
+        return {
+            "job_id": job_id,
+            "cases": verification.job_verification(conn, job_id),
+            "disputes": disputes.job_disputes(conn, job_id),  # training bisections
+        }
 
 
 @router.post("/hwproof/{ch_id}/commit")

@@ -35,6 +35,7 @@ def duties() -> list[Callable[[Runtime], None]]:
     """The periodic duties, in order; a new domain adds its own here."""
     from gpudepin.coordinator.api_ai import endpoint_duty
     from gpudepin.coordinator.artifacts import storage_duty
+    from gpudepin.coordinator.disputes_duty import dispute_duty
     from gpudepin.coordinator.lease_sla import probe_duty as lease_probe_duty
     from gpudepin.coordinator.speculation import straggler_duty
     from gpudepin.coordinator.verification_duty import verification_duty
@@ -42,6 +43,7 @@ def duties() -> list[Callable[[Runtime], None]]:
 
     return [
         verification_duty,
+        dispute_duty,
         expire_and_merge,
         straggler_duty,
         storage_duty,

@@ -30,7 +30,7 @@ from gpudepin.settings import CoordinatorSettings
 COORDINATOR = "coordinator"  # the party name when the coordinator re-runs a task itself
 # a job waits for these before merging; a case waits for an auditor at most
 # ``audit_wait_s``, then turns 'unchecked' (still audited when one appears, not blocking)
-OPEN_CASES = ("unplanned", "auditing", "waiting")
+OPEN_CASES = ("unplanned", "auditing", "waiting", "disputed")  # disputed: coordinator/disputes.py
 CHECK_PREFIX = "v"
 
 
@@ -373,6 +373,11 @@ def _audit_spec(job: Any, task: Any, rng: random.Random) -> tuple[dict[str, Any]
         box = pick_tile(job.spec, rng)
         spec["tile"] = list(box)
         return spec, f"tile {box} of frame {spec['frames'][0]} (border render)"
+    if job.kind == "train":  # replay one segment; a mismatch is bisected (disputes_duty.py)
+        from gpudepin.workloads.training import pick_segment, segment_task
+
+        start, end = pick_segment(job.spec, rng)
+        return segment_task(start, end), f"steps {start}-{end} replayed from step {start}"
     return spec, "the whole task"
 
 

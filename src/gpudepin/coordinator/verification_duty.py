@@ -80,6 +80,11 @@ def _agreement(
 
 def decide(rt: Runtime, case_id: str) -> str:
     """Compare a case's results with the workload's rule and apply ``adjudicate``."""
+    from gpudepin.coordinator.disputes_duty import decide_segment
+
+    segment = decide_segment(rt, case_id)  # training: segment replay, then bisection
+    if segment is not None:
+        return segment
     with rt.engine.connect() as conn:
         case, job, done = verification.case_inputs(conn, case_id)
         classes = verification_sampling.device_classes(

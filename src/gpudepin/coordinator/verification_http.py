@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from gpudepin.coordinator import hwproofs, verification
+from gpudepin.coordinator import disputes, disputes_duty, hwproofs, verification
 from gpudepin.core.errors import NotFound
 
 if TYPE_CHECKING:
@@ -16,9 +16,11 @@ def claim_extra(rt: Runtime, who: str) -> dict[str, Any] | None:
     """A hardware challenge or a check for ``who``, before any job task."""
     now = rt.clock()
     with rt.engine.begin() as conn:
-        return hwproofs.claim(conn, who, now) or verification.claim_check(
+        item = hwproofs.claim(conn, who, now) or verification.claim_check(
             conn, who, now, rt.settings.assignment_ttl_s
         )
+        item = item or disputes.claim_query(conn, who, now)  # bisection of a training run
+    return disputes_duty.prepare_check(rt, item)  # a segment audit's starting checkpoint
 
 
 def on_registered(rt: Runtime, conn: Any, who: str) -> None:
@@ -31,6 +33,8 @@ def check_input(rt: Runtime, check_id: str, who: str, name: str) -> str:
     with rt.engine.connect() as conn:
         _, job = verification.running_check(conn, check_id, who)
     sha = job.inputs.get(name)
+    if sha is None and name == "checkpoint":
+        sha = disputes_duty.segment_checkpoint(rt, check_id)
     if sha is None:
         raise NotFound(f"check {check_id} has no input {name!r}")
     return str(sha)

@@ -152,6 +152,30 @@ def open_dispute(
     )
 
 
+def open_interval(
+    ref: str,
+    parties: tuple[str, str],
+    lo: int,
+    lo_hash: str,
+    hi: int,
+    hi_hashes: tuple[str, str],
+) -> Dispute:
+    """Start a dispute over ``(lo, hi]`` directly: the parties agree on the state at ``lo``
+    (a segment audit's starting checkpoint) and differ at ``hi`` (the segment's end)."""
+    if parties[0].lower() == parties[1].lower():
+        raise InvalidInput("a dispute needs two different parties")
+    if not 0 <= lo < hi:
+        raise InvalidInput(f"a disputed interval needs 0 <= lo < hi, got ({lo}, {hi}]")
+    if hi_hashes[0] == hi_hashes[1]:
+        raise Conflict("both parties agree at the end of the interval: nothing is in dispute")
+    return _settle_phase(Dispute(ref, parties, lo, lo_hash, hi, hi_hashes))
+
+
+def answer_message(ref: str, step: int, state_hash: str) -> str:
+    """The text a party signs when it answers a bisection query."""
+    return f"gpudepin bisection\ndispute: {ref}\nstep: {step}\nstate: {state_hash}"
+
+
 def submit(d: Dispute, party: str, step: int, state_hash: str) -> Dispute:
     """Record one party's hash at the queried step; once both are in, halve the interval."""
     if d.phase is not Phase.BISECTING:

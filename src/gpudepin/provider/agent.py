@@ -134,6 +134,8 @@ class Agent:
                 break
             if task and task["kind"] == "hwproof":
                 self._prove_hardware(task)
+            elif task and task["kind"] == "bisect":  # a training dispute (docs/verification.md)
+                self.answer_bisection(task)
             elif task:
                 self._run_task(task)
                 self.done += 1
@@ -149,6 +151,21 @@ class Agent:
             answer_challenge(self.client, task, self.hardware.get("device", "cpu"))
         except GpudepinError as exc:
             log.warning("hardware proof failed: %s", exc)
+
+    def answer_bisection(self, item: dict[str, Any]) -> None:
+        """Answer a dispute's query with the state hash at its step (replayed here)."""
+        from gpudepin.provider.disputes import answer_query
+
+        try:
+            answer_query(self.client, item, self.cache, self.bisection_hash())
+        except GpudepinError as exc:  # a missed answer forfeits; say why
+            log.warning("dispute %s: cannot answer: %s", item["id"], exc)
+
+    def bisection_hash(self) -> Any:
+        """How this agent computes a state hash for a dispute: by replaying honestly."""
+        from gpudepin.workloads.training import hash_at
+
+        return hash_at
 
     def shutdown(self) -> None:
         self.stop.set()

@@ -13,7 +13,9 @@ samples); ``random-embeddings`` (replaces inference outputs, ``.npy`` embeddings
 hardware proof); ``replay`` (resubmits its first result, an old signed receipt, for
 every later task); ``collude`` (a wrong frame derived
 from the task alone, so two colluders of one operator return the same wrong answer);
-``lazy-auditor`` (honest on tasks, returns blank frames for the checks it is sent).
+``lazy-auditor`` (honest on tasks, returns blank frames for the checks it is sent);
+``fake-training`` (skips training steps after the first, as provider and as auditor,
+and answers disputes consistently with its fake run: ``provider.fake_training``).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ BEHAVIOURS = (
     "replay",
     "collude",
     "lazy-auditor",
+    "fake-training",
 )
 
 
@@ -127,6 +130,8 @@ class MaliciousAgent(Agent):
         cheat = (b == "lazy-auditor") == is_check
         out_dir = Path(cmd[cmd.index("--workdir") + 1])
         out_dir.mkdir(parents=True, exist_ok=True)
+        if b == "fake-training" and task.get("kind") == "train":
+            return {"result": str(self._fake_training(cmd, out_dir)), "seconds": 0.01}
         if cheat and b in ("blank", "random", "collude", "lazy-auditor"):
             return {"result": str(fake_frame(b, task, out_dir)), "seconds": 0.01}
         if cheat and b == "replay" and self._first_result is not None:
@@ -145,6 +150,21 @@ class MaliciousAgent(Agent):
             self._first_result.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(result, self._first_result)
         return outcome
+
+    def _fake_training(self, cmd: list[str], out_dir: Path) -> Path:
+        from gpudepin.provider.fake_training import fake_result
+
+        pairs = [cmd[i + 1].split("=", 1) for i, a in enumerate(cmd) if a == "--input"]
+        inputs = {name: Path(path) for name, path in pairs}
+        task_spec = json.loads(Path(cmd[cmd.index("--task") + 1]).read_text())
+        return fake_result(self._task["job_spec"], task_spec, inputs, out_dir)
+
+    def bisection_hash(self) -> Any:
+        if self.behaviour != "fake-training":
+            return super().bisection_hash()
+        from gpudepin.provider.fake_training import fake_hash
+
+        return fake_hash
 
 
 def main(argv: list[str] | None = None) -> int:

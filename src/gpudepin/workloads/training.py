@@ -582,7 +582,8 @@ def train_segment(
         module, optimizer = _build(spec)
         module.load_state_dict(start_state.model)
         if start_state.optimizer.get("state"):
-            optimizer.load_state_dict(start_state.optimizer)
+            # a copy: torch reuses the tensors it is given and steps would alter the caller's
+            optimizer.load_state_dict(copy.deepcopy(start_state.optimizer))
         module.train()
         for step in range(start_step, end_step):
             x, y = _batch(
@@ -625,6 +626,50 @@ def replay_segment(
     with the same torch build and ``threads`` an honest segment matches bit for bit.
     """
     return commitment(replay_to(spec, dataset, checkpoint_path, start_step, end_step))
+
+
+def state_at(
+    spec: dict[str, Any],
+    dataset: Dataset | Path,
+    checkpoint_path: Path | None,
+    anchor_step: int,
+    step: int,
+) -> TrainState:
+    """The state at ``step`` replayed from the checkpoint at ``anchor_step`` (None: step 0)."""
+    start = load_checkpoint(checkpoint_path) if checkpoint_path is not None else None
+    state, _ = train_segment(spec, dataset, start, anchor_step, step)
+    return state
+
+
+def hash_at(
+    spec: dict[str, Any],
+    dataset: Dataset | Path,
+    checkpoint_path: Path | None,
+    anchor_step: int,
+    step: int,
+) -> str:
+    """The commitment of the state at ``step``: a party's answer to a bisection query."""
+    return commitment(state_at(spec, dataset, checkpoint_path, anchor_step, step))
+
+
+def pick_segment(spec: dict[str, Any], rng: Any) -> tuple[int, int]:
+    """A random pair of consecutive checkpoint steps: what a segment audit replays."""
+    steps = checkpoint_steps(spec)
+    i = rng.randrange(len(steps) - 1)
+    return steps[i], steps[i + 1]
+
+
+def segment_task(start: int, end: int) -> dict[str, Any]:
+    """The task spec of a replay of ``start -> end`` (from input ``checkpoint`` past 0)."""
+    task: dict[str, Any] = {"start_step": start, "end_step": end, "segment": [start, end]}
+    if start > 0:
+        task["resume_from"] = start
+    return task
+
+
+def commitments_of(result: Path) -> dict[int, str]:
+    """Step -> commitment of a result archive."""
+    return {int(c["step"]): str(c["sha256"]) for c in read_result(result)["commitments"]}
 
 
 # ---------------------------------------------------------------- results
@@ -683,6 +728,20 @@ def _weights_bytes(model: dict[str, torch.Tensor]) -> bytes:
 
 def _json(value: Any) -> bytes:
     return json.dumps(value, indent=1, sort_keys=True).encode()
+
+
+def _segment_within(spec: dict[str, Any], left: set[int], right: set[int]) -> list[int] | None:
+    """The steps of a segment replay when one side is one and the other a complete run:
+    consecutive checkpoint steps (at least two) all inside the complete run's."""
+    complete = set(checkpoint_steps(spec))
+    for part, whole in ((left, right), (right, left)):
+        if whole == complete and part < whole and len(part) >= 2:
+            ordered = sorted(complete)
+            steps = sorted(part)
+            first = ordered.index(steps[0])
+            if ordered[first : first + len(steps)] == steps:
+                return steps
+    return None
 
 
 class TrainingWorkload:
@@ -784,11 +843,11 @@ class TrainingWorkload:
     def compare(self, spec: dict[str, Any], a: Path, b: Path) -> Comparison:
         """Equal when both results publish the same commitments; ``detail`` names the first
         step where they part, the bracket a bisection starts from."""
-        left = read_result(a)["commitments"]
-        right = read_result(b)["commitments"]
-        ours = {int(c["step"]): c["sha256"] for c in left}
-        theirs = {int(c["step"]): c["sha256"] for c in right}
+        ours, theirs = commitments_of(a), commitments_of(b)
         steps = sorted(set(ours) | set(theirs))
+        segment = _segment_within(spec, set(ours), set(theirs))
+        if segment is not None:  # a segment replay is judged on the steps it replayed
+            steps = segment
         for agreed, step in enumerate(steps):
             if ours.get(step) != theirs.get(step):
                 last = steps[agreed - 1] if agreed else None
