@@ -86,6 +86,8 @@ class CoordinatorSettings(BaseModel):
     # hosted inference on leases (docs/ai.md): a provider silent this long is taken for dead
     gateway_stale_s: float = Field(default=10.0, gt=0)
     gateway_timeout_s: float = Field(default=60.0, gt=0)  # the longest a request waits
+    # a lease's replicas: a request unanswered this long (until the p95 is known) is hedged
+    gateway_hedge_floor_s: float = Field(default=0.25, gt=0)
 
     @property
     def database_url(self) -> str:

@@ -1,9 +1,11 @@
-"""Lease uptime SLA and failover through the API in-process, with the real SDK: a provider
-dies, the lease fails over to another provider at once and keeps its address, the outage
-counts against the dead provider, and the breach pays the buyer from its stake once."""
+"""Lease uptime SLA, failover and replicas through the API in-process, with the real SDK: a
+provider dies, the lease fails over to another provider at once and keeps its address, the
+outage counts against the dead provider, and the breach pays the buyer from its stake
+once; a request to a slow replica is hedged to another and answered within a bound."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -19,7 +21,7 @@ from gpudepin.client import Client
 from gpudepin.coordinator import db, loops, store
 from gpudepin.coordinator.app import create_app
 from gpudepin.core import ledger
-from gpudepin.core.errors import Forbidden, InvalidInput, Unavailable
+from gpudepin.core.errors import Forbidden, InvalidInput, NotFound, Unavailable
 from gpudepin.core.money import parse_amount
 from gpudepin.settings import CoordinatorSettings
 
@@ -183,9 +185,10 @@ def test_a_lease_that_met_its_target_pays_nothing_and_best_effort_has_no_sla(net
 class FakeAgent:
     """Answers relayed requests (and the coordinator's probes) as a serving agent would."""
 
-    def __init__(self, client: Client, lease_id: str) -> None:
+    def __init__(self, client: Client, lease_id: str, delay: float = 0.0) -> None:
         self.client = client
         self.lease_id = lease_id
+        self.delay = delay  # seconds each request takes (a slow replica)
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.run, daemon=True)
         self.thread.start()
@@ -193,8 +196,11 @@ class FakeAgent:
     def run(self) -> None:
         while not self.stop.is_set():
             for r in self.client.lease_requests(self.lease_id, 0.2)["requests"]:
+                if r["op"] != "probe":
+                    self.stop.wait(self.delay)
                 out = {"ok": True} if r["op"] == "probe" else {"served_by": self.client.address}
-                self.client.lease_respond(self.lease_id, r["id"], out)
+                with contextlib.suppress(NotFound):  # its hedged twin answered first
+                    self.client.lease_respond(self.lease_id, r["id"], out)
 
     def kill(self) -> None:
         self.stop.set()
@@ -257,3 +263,39 @@ def _try(buyer: Client, oid: str) -> dict[str, Any] | None:
         return buyer.lease_invoke(oid, {"input": "x"})
     except Unavailable:
         return None
+
+
+def test_a_slow_replica_is_hedged_and_the_answer_comes_within_the_bound(
+    serving_net: Net,
+) -> None:
+    net = serving_net
+    buyer = net.buyer()
+    a, b = net.provider("a"), net.provider("b")
+    a.post_ask("lease", 10**13, 1, net.clock() + 600)
+    b.post_ask("lease", 2 * 10**13, 1, net.clock() + 600)
+    oid = buyer.create_lease("cpu", 600, "1", workload="serve:embeddings", replicas=2)["id"]
+    assert buyer.lease(oid)["lease"]["provider"] == a.address
+    assert buyer.lease(f"{oid}r2")["lease"]["provider"] == b.address  # another machine
+    a.start_lease(oid)
+    b.start_lease(f"{oid}r2")
+    slow, fast = FakeAgent(a, oid, delay=3.0), FakeAgent(b, f"{oid}r2")
+    try:
+        for lease_id in (oid, f"{oid}r2"):
+            until(lambda lid=lease_id: buyer.lease_endpoint(lid)["ready"], "a replica not ready")
+        floor = net.rt.settings.gateway_hedge_floor_s
+        for i in range(4):
+            began = time.monotonic()
+            # the request goes to a first (the buyer's own order leads the group) and stalls
+            out = buyer.lease_invoke(oid, {"input": f"request {i}"})
+            took = time.monotonic() - began
+            assert out == {"served_by": b.address}
+            assert took < floor + 1.0 < slow.delay  # hedged: bounded by the floor, not a
+        shown = buyer.lease_endpoint(oid)
+        assert shown["hedged_requests"] >= 1 and shown["replicas"] == [oid, f"{oid}r2"]
+    finally:
+        slow.kill()
+        fast.kill()
+    buyer.close_lease(oid)  # closing the buyer's lease closes its replicas
+    assert buyer.lease(f"{oid}r2")["state"] == "closed"
+    with pytest.raises(InvalidInput, match="replicas"):
+        buyer.create_lease("cpu", 600, "1", replicas=2)

@@ -24,9 +24,11 @@ from gpudepin.coordinator.app import create_app
 from gpudepin.core import disputes as D
 from gpudepin.core.errors import Forbidden
 from gpudepin.provider.agent import Agent, AgentConfig
+from gpudepin.provider.fake_training import fake_result
 from gpudepin.provider.malicious import MaliciousAgent
 from gpudepin.settings import CoordinatorSettings
 from gpudepin.workloads import training
+from gpudepin.workloads.base import RunContext
 from gpudepin.workloads.runner import outcome
 
 STEPS, INTERVAL = 8, 4
@@ -223,3 +225,33 @@ def test_a_party_that_stops_answering_forfeits(net: Net) -> None:
     assert cheat.client.reputation(cheat.client.address)["faults"] == 1
     (case,) = buyer.job_verification(job["id"])["cases"]
     assert case["state"] == "rejected"
+
+
+def test_compare_judges_a_segment_replay_against_a_complete_run_only(tmp_path: Path) -> None:
+    """What known-answer checks of training rely on: a segment from the run's checkpoint
+    matches the complete run; an incomplete 'complete' run matches nothing."""
+    spec = training.WORKLOAD.validate(
+        training.parse_spec(training.demo_spec("mlp", steps=STEPS, checkpoint_interval=INTERVAL)),
+        {"dataset": training.make_digits_npz(tmp_path / "digits.npz")},
+    )
+    data = {"dataset": tmp_path / "digits.npz"}
+    whole = training.WORKLOAD.run(spec, {}, data, RunContext(tmp_path / "whole"))
+    ckpt = training.extract_checkpoint(whole, INTERVAL, tmp_path / "ckpt")
+    part = training.WORKLOAD.run(
+        spec,
+        training.segment_task(INTERVAL, STEPS),
+        {**data, "checkpoint": ckpt},
+        RunContext(tmp_path / "part"),
+    )
+    assert sorted(training.commitments_of(part)) == [INTERVAL, STEPS]
+    assert training.WORKLOAD.compare(spec, whole, part).equal
+    assert training.WORKLOAD.compare(spec, part, whole).equal
+    short = training.WORKLOAD.run(spec, {"end_step": INTERVAL}, data, RunContext(tmp_path / "s"))
+    # a truncated run would pass for a segment from step 0: submission refuses it
+    assert training.WORKLOAD.check_result(spec, {}, short) is not None
+    assert training.WORKLOAD.check_result(spec, {}, whole) is None
+    assert not training.WORKLOAD.compare(spec, short, part).equal
+    faked = fake_result(
+        spec, training.segment_task(INTERVAL, STEPS), {**data, "checkpoint": ckpt}, tmp_path / "f"
+    )
+    assert not training.WORKLOAD.compare(spec, whole, faked).equal

@@ -170,7 +170,9 @@ def check_serve(conn: Connection, workload: str, buyer: str) -> None:
 
 
 def lease_facts(conn: Connection, lease_id: str) -> dict[str, Any]:
-    """Buyer, provider, state and what is served, of a lease (the gateway caches these)."""
+    """Buyer, provider, state and what is served, of a lease (the gateway caches these),
+    and the live leases of its replicas."""
+    from gpudepin.coordinator import lease_replicas
     from gpudepin.coordinator import tables_market as tm
 
     row = conn.execute(select(tm.leases).where(tm.leases.c.id == lease_id)).first()
@@ -192,6 +194,8 @@ def lease_facts(conn: Connection, lease_id: str) -> dict[str, Any]:
         "provider": row.provider,
         "state": row.state,
         "serve": parse_serve(row.workload or ""),
+        "order_id": row.order_id,
+        "replicas": lease_replicas.live_replicas(conn, row.order_id),
     }
 
 

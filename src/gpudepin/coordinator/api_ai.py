@@ -62,7 +62,9 @@ def gateway(rt: Runtime) -> Gateway:
     gw = rt.caches.get("gateway")
     if gw is None:
         gw = rt.caches["gateway"] = Gateway(
-            rt.settings.gateway_stale_s, rt.settings.gateway_timeout_s
+            rt.settings.gateway_stale_s,
+            rt.settings.gateway_timeout_s,
+            rt.settings.gateway_hedge_floor_s,
         )
     return gw
 
@@ -92,7 +94,7 @@ async def _served(rt: Runtime, lease_id: str, who: str) -> dict[str, Any]:
             hint="Create the lease with --serve embeddings or --serve model.onnx.",
             field="lease_id",
         )
-    if facts["state"] != "active":
+    if facts["state"] != "active" and not facts["replicas"]:
         if facts["state"] != "pending":
             gateway(rt).fail_all(facts["id"], Unavailable(f"lease {facts['id']} ended"))
         raise Unavailable(
@@ -103,6 +105,14 @@ async def _served(rt: Runtime, lease_id: str, who: str) -> dict[str, Any]:
             else "Create a new lease to serve the model again.",
         )
     return facts
+
+
+async def _relay(rt: Runtime, facts: dict[str, Any], op: str, body: dict[str, Any]) -> Any:
+    """One request to the endpoint: hedged across its replicas when it has several."""
+    live = facts["replicas"]
+    if len(live) > 1:
+        return await gateway(rt).call_hedged(facts["order_id"], live, op, body)
+    return await gateway(rt).call(live[0] if live else facts["id"], op, body)
 
 
 # ---- buyers ---------------------------------------------------------------------------
@@ -117,7 +127,7 @@ async def invoke(
 ) -> dict[str, Any]:
     """One request to the lease's model, in its own format (see docs/ai.md)."""
     facts = await _served(rt, lease_id, who)
-    return await gateway(rt).call(facts["id"], "invoke", payload)
+    return dict(await _relay(rt, facts, "invoke", payload))
 
 
 @router.post("/leases/{lease_id}/openai/v1/embeddings")
@@ -135,7 +145,7 @@ async def openai_embeddings(
             hint="Use POST /v1/leases/{id}/invoke.",
             field="model",
         )
-    return await gateway(rt).call(facts["id"], "openai_embeddings", payload)
+    return dict(await _relay(rt, facts, "openai_embeddings", payload))
 
 
 @router.get("/leases/{lease_id}/endpoint")
@@ -152,6 +162,9 @@ async def endpoint(
         "serve": facts["serve"],
     }
     live = gateway(rt).status(facts["id"])
+    if len(facts["replicas"]) > 1 or facts["order_id"] in gateway(rt).hedged:
+        live = {**live, "replicas": facts["replicas"]}
+        live["hedged_requests"] = gateway(rt).hedged.get(facts["order_id"], 0)
     if live.get("requests"):
         return {**view, **live}
     saved = await run_in_threadpool(_saved_stats, rt, facts["id"])

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from gpudepin.coordinator import ai, lease_sla, market, market_leases, market_spot
+from gpudepin.coordinator import ai, lease_replicas, lease_sla, market, market_leases, market_spot
 from gpudepin.coordinator import tables_market as tm
 from gpudepin.coordinator.api import caller, runtime
 from gpudepin.coordinator.app import Runtime
@@ -322,6 +322,8 @@ def create_lease(
         if terms is not None:
             lease_sla.attach(conn, order.id, terms)
         market.open_order(conn, order, now, settings=rt.settings, workload={"name": workload})
+        if terms is not None and terms["replicas"] > 1:
+            lease_replicas.open_replicas(conn, order, workload, terms, now, rt.settings)
     rt.notify_work()  # agents long-polling for market work hear of it at once
     with rt.engine.connect() as conn:
         return _lease_view(conn, order.id, rt)
@@ -370,6 +372,7 @@ def close_lease(
 ) -> dict[str, Any]:
     with rt.engine.begin() as conn:
         market_leases.close_lease(conn, who, lease_id, rt.clock())
+        lease_replicas.close_replicas(conn, who, lease_id, rt.clock())
     with rt.engine.connect() as conn:
         return _lease_view(conn, lease_id.split("-")[0], rt)
 

@@ -112,18 +112,32 @@ def decide_segment(rt: Runtime, case_id: str) -> str | None:
     mine = (ours.get(start), ours.get(end))
     their = (theirs[start], theirs[end])
     now = rt.clock()
-    if mine == their:
+    complete = set(ours) == set(training.checkpoint_steps(job.spec))
+    if mine == their and complete:
         decision = V.Decision(V.Verdict.ACCEPTED, tuple(unreadable), f"steps {start}-{end} agree")
         details = {"segment": f"steps {start}-{end}: commitment {their[1][:12]} reproduced"}
         with rt.engine.begin() as conn:
             return verification.apply_decision(conn, rt.settings, case_id, decision, details, now)
     parties = (case.provider, chk.checker)
-    if mine[0] != their[0] or mine[1] is None:
-        # the starting state itself is contested (or the provider committed no end state):
-        # the coordinator hashes the checkpoint it served and rules at once
+    if not complete:
+        # submission refuses such results; one that got through cannot be audited
+        d = D.Dispute(
+            "",
+            parties,
+            start,
+            their[0],
+            end,
+            (mine[1] or "", their[1]),
+            phase=D.Phase.DECIDED,
+            winner=chk.checker,
+            loser=case.provider,
+            reason="its result does not commit every checkpoint step",
+        )
+    elif mine[0] != their[0]:
+        # the starting state itself is contested: the coordinator hashes the checkpoint it
+        # served and rules at once
         real = _anchor_hash(rt, job, case.spec)
-        claims = (mine[0] if mine[1] is not None else None, their[0])
-        losers = [p for p, h in zip(parties, claims, strict=True) if h != real]
+        losers = [p for p, h in zip(parties, (mine[0], their[0]), strict=True) if h != real]
         d = D.Dispute(
             "",
             parties,
@@ -137,7 +151,7 @@ def decide_segment(rt: Runtime, case_id: str) -> str | None:
             reason=f"the state at step {start} is not what {' and '.join(losers)} claimed",
         )
     else:
-        d = D.open_interval("", parties, start, their[0], end, (mine[1], their[1]))
+        d = D.open_interval("", parties, start, their[0], end, (ours[end], their[1]))
     anchor_sha = case.spec.get("checkpoint_sha256")
     with rt.engine.begin() as conn:
         disputes.open_for_case(conn, rt.settings, case, chk.checker, d, (start, anchor_sha), now)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gpudepin.core.errors import ERRORS_BY_CODE, GpudepinError, NotFound, Unavailable
+from gpudepin.core.hedging import HedgePolicy, QuantileWindow, hedge_after, hedge_target
 
 LATENCY_WINDOW = 2048  # requests whose latency the percentiles describe
 MAX_BATCH = 32  # requests handed to an agent per poll
@@ -126,10 +127,17 @@ def latency_figures(latencies: list[float]) -> dict[str, Any]:
 class Gateway:
     """Relays requests for every lease this coordinator process serves."""
 
-    def __init__(self, stale_s: float = 10.0, timeout_s: float = 60.0) -> None:
+    def __init__(
+        self, stale_s: float = 10.0, timeout_s: float = 60.0, hedge_floor_s: float = 0.25
+    ) -> None:
         self.stale_s = stale_s
         self.timeout_s = timeout_s
         self.endpoints: dict[str, Endpoint] = {}
+        # hedging across a lease's replicas (call_hedged), per primary lease order
+        self.hedge_policy = HedgePolicy()
+        self.hedge_floor_s = hedge_floor_s
+        self.group_latency: dict[str, QuantileWindow] = {}
+        self.hedged: dict[str, int] = {}
 
     def endpoint(self, lease_id: str) -> Endpoint:
         ep = self.endpoints.get(lease_id)
@@ -171,6 +179,9 @@ class Gateway:
             waiter.wake()
         try:
             answer = await self._wait(ep, pending)
+        except asyncio.CancelledError:  # a hedged twin answered first: take it back
+            self._drop(ep, pending)
+            raise
         except GpudepinError:
             with ep.lock:
                 ep.requests += 1
@@ -186,6 +197,54 @@ class Gateway:
                 ep.overhead_ms.append(max(0.0, total_ms - float(compute)))
             ep.dirty = True
         return answer
+
+    async def call_hedged(
+        self, group: str, lease_ids: list[str], op: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Relay one request to a lease served by several replicas, hedging the tail.
+
+        The request goes to the least busy live replica; if it has not answered after
+        ``core.hedging.hedge_after`` (the group's p95 latency, or the floor while there is
+        no history) it goes to a second replica too. The first answer wins and the other
+        copy is cancelled (taken off its queue; a late answer is refused). A replica that
+        fails outright hands the request to the next one at once.
+        """
+        window = self.group_latency.setdefault(group, QuantileWindow(LATENCY_WINDOW))
+        now = time.monotonic()
+        live = [i for i in lease_ids if self.endpoint(i).connected(now, self.stale_s)]
+        order = sorted(live, key=self._load) + [i for i in lease_ids if i not in live]
+        if len(order) == 1:
+            return await self.call(order[0], op, body)
+        started = time.monotonic()
+        delay = hedge_after(window, self.hedge_policy, self.hedge_floor_s)
+        tasks = [asyncio.ensure_future(self.call(order[0], op, body))]
+        done, _ = await asyncio.wait(tasks, timeout=delay)
+        if not done or tasks[0].exception() is not None:
+            target = hedge_target(order, order[:1])
+            assert target is not None
+            tasks.append(asyncio.ensure_future(self.call(target, op, body)))
+            self.hedged[group] = self.hedged.get(group, 0) + 1
+        try:
+            while True:
+                done, running = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                winner = next((t for t in done if t.exception() is None), None)
+                if winner is not None or not running:
+                    break
+                tasks = list(running)
+        finally:
+            for t in tasks:
+                t.cancel()
+            # let the loser take its request back before the caller moves on
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if winner is None:
+            raise next(iter(done)).exception()  # type: ignore[misc]
+        window.add(time.monotonic() - started)
+        return winner.result()
+
+    def _load(self, lease_id: str) -> int:
+        ep = self.endpoint(lease_id)
+        with ep.lock:
+            return len(ep.queue) + len(ep.inflight)
 
     async def probe(self, lease_id: str, timeout_s: float) -> None:
         """Relay a ``probe`` request to the serving agent and wait for its answer.

@@ -169,6 +169,22 @@ def should_hedge(
     return elapsed_s >= latency.quantile(policy.hedge_quantile)
 
 
+def hedge_after(
+    latency: QuantileWindow, policy: HedgePolicy = HedgePolicy(), floor_s: float = 0.25
+) -> float:
+    """Seconds to wait for the first replica before the request goes to a second one.
+
+    The lease's p95 latency (``policy.hedge_quantile``) once its window holds
+    ``min_samples`` answers; until then ``floor_s``, so a new endpoint with a dead or
+    stalled replica is still covered from its first request.
+    """
+    if floor_s <= 0:
+        raise InvalidInput(f"hedge floor must be positive, got {floor_s}")
+    if len(latency) < policy.min_samples:
+        return floor_s
+    return latency.quantile(policy.hedge_quantile)
+
+
 def hedge_target(replicas: Sequence[str], tried: Iterable[str]) -> str | None:
     """The first replica (in the caller's preference order) not yet sent this request."""
     used = set(tried)

@@ -840,6 +840,19 @@ class TrainingWorkload:
         _pack(dest, files)
         return dest
 
+    def check_result(self, spec: dict[str, Any], task: dict[str, Any], path: Path) -> str | None:
+        """A task's result must commit every checkpoint step up to its end: an audit
+        replays one segment between two of them, so none may be left out."""
+        try:
+            have = set(commitments_of(path))
+        except InvalidInput as exc:
+            return exc.message
+        end = int(task.get("end_step", spec["steps"]))
+        missing = sorted({s for s in checkpoint_steps(spec) if s <= end} - have)
+        if missing:
+            return f"result: no commitment for checkpoint steps {missing[:5]}"
+        return None
+
     def compare(self, spec: dict[str, Any], a: Path, b: Path) -> Comparison:
         """Equal when both results publish the same commitments; ``detail`` names the first
         step where they part, the bracket a bisection starts from."""
