@@ -1,17 +1,20 @@
 """Real processes: a served lease fails over when its provider is killed, and the buyer's
 endpoint address answers again from the other provider; the outage is on the SLA report
-against the dead provider."""
+(`gpudepin lease sla`) against the dead provider."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
 from gpudepin.cli.localnet import LocalNetwork
+from gpudepin.cli.main import app
 from gpudepin.client import Client
 from gpudepin.core.errors import GpudepinError
 from gpudepin.identity import load_or_create_key
@@ -59,7 +62,8 @@ def test_killing_the_serving_provider_fails_over_to_the_same_address(
     buyer.faucet("100")
     wait_for("two providers", lambda: sum(p["online"] for p in buyer.providers()) == 2)
     model = buyer.upload(make_demo_onnx(tmp_path / "m.onnx"))
-    oid = buyer.create_lease(None, 600, "100", workload=f"serve:onnx:{model}", failover=True)["id"]
+    workload = f"serve:onnx:{model}"
+    oid = buyer.create_lease(None, 600, "100", workload=workload, uptime=99.9, failover=True)["id"]
     x = [[0.5] * 16]
     first = wait_for("the endpoint to answer", lambda: answer(buyer, oid, x))
     serving = buyer.lease(oid)["lease"]["provider"]
@@ -74,3 +78,13 @@ def test_killing_the_serving_provider_fails_over_to_the_same_address(
     sla = buyer.lease_sla(oid)
     assert sla["failover"] and sla["providers"][0]["state"] == "provider_lost"
     assert sla["providers"][0]["provider"] == serving
+
+    # the buyer reads the SLA from the CLI: the outage counts against the killed provider
+    cli = ["--home", str(net.home), "--key", "buyer", "lease", "sla", oid]
+    out = CliRunner().invoke(app, [*cli, "--json"])
+    assert out.exit_code == 0, out.output
+    shown = json.loads(out.output)
+    assert shown["uptime_target"] == 99.9 and shown["measured_uptime"] < 100
+    assert shown["outages"] and {o["provider"] for o in shown["outages"]} == {serving}
+    text = CliRunner().invoke(app, cli)
+    assert text.exit_code == 0 and "target 99.9%" in text.output and serving in text.output

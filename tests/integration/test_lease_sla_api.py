@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from gpudepin.client import Client
-from gpudepin.coordinator import db, loops, store
+from gpudepin.coordinator import db, lease_sla, loops, store
 from gpudepin.coordinator.app import create_app
 from gpudepin.core import ledger
 from gpudepin.core.errors import Forbidden, InvalidInput, NotFound, Unavailable
@@ -163,6 +163,33 @@ def test_a_dead_provider_fails_over_and_its_outage_pays_the_buyer_once(net: Net)
             select(db.ledger_entries.c.txn_id).where(db.ledger_entries.c.kind == "sla_credit")
         )
         assert len({r.txn_id for r in credits}) == 1  # paid exactly once
+
+
+def test_with_no_bid_left_the_lease_reopens_and_the_lost_provider_may_not_bid(net: Net) -> None:
+    buyer = net.buyer()
+    a, b = net.provider("a"), net.provider("b")
+    oid = buyer.create_lease("cpu", 200, "0.36", uptime=99.9, failover=True)["id"]
+    a.place_bid(oid, PER_S, 1, net.clock() + 600)  # the only bid
+    net.later(2.5, a, b)
+    a.start_lease(oid)
+    serve(net, a, oid, 5, b)
+    for _ in range(17):  # a goes silent past the grace: no bid left, a fresh window
+        net.later(1, b)
+    assert buyer.lease(oid)["order_state"] == "open"
+    assert buyer.lease_sla(oid)["uptime_target"] == 99.9
+    a.heartbeat()  # a comes back, but it failed this lease once
+    with pytest.raises(Forbidden, match="you lost"):
+        a.place_bid(oid, PER_S // 2, 1, net.clock() + 600)
+    b.place_bid(oid, PER_S, 1, net.clock() + 600)
+    net.later(2.5, b)
+    assert buyer.lease(oid)["lease"]["provider"] == b.address
+    # the enterprise tier carries these terms without asking
+    assert lease_sla.terms_for("enterprise", None, None, 1) == {
+        "uptime_target": 0.999,
+        "failover": True,
+        "replicas": 1,
+    }
+    assert lease_sla.terms_for("consumer", None, None, 1) is None
 
 
 def test_a_lease_that_met_its_target_pays_nothing_and_best_effort_has_no_sla(net: Net) -> None:

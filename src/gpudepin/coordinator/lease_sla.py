@@ -162,6 +162,24 @@ def fail_over(conn: Connection, lease: Lease, now: float, settings: Any) -> bool
     return True
 
 
+def refuse_lost_provider(conn: Connection, order_id: str, provider: str) -> None:
+    """A provider that lost a lease of this order (it died, or its endpoint stopped
+    answering) may not bid for it again: a flapping provider would otherwise win the
+    re-auction and fail the buyer once more."""
+    lost = conn.execute(
+        select(tm.leases.c.id).where(
+            tm.leases.c.order_id == order_id,
+            tm.leases.c.provider == provider,
+            tm.leases.c.state == "provider_lost",
+        )
+    ).first()
+    if lost is not None:
+        raise Forbidden(
+            f"you lost lease {lost.id} of order {order_id}; it went to another provider",
+            hint="Bid on other orders.",
+        )
+
+
 # ---- measurement and settlement ---------------------------------------------------------
 
 

@@ -277,6 +277,10 @@ def place_bid(conn: Connection, bid: Bid, now: float, settings: Any) -> None:
             hint="Bids come from a running agent that heartbeats.",
         )
     check_bid(order, bid, view, order_bids(conn, order.id, ["open"]), now)
+    if order.kind is OrderKind.LEASE:
+        from gpudepin.coordinator import lease_sla
+
+        lease_sla.refuse_lost_provider(conn, order.id, bid.provider)
     # a bid of an earlier round (the order opened again after its winners left) is replaced
     conn.execute(
         tm.bids.delete().where(

@@ -477,7 +477,8 @@ def uptime_terms(percent: float) -> SlaTerms:
             hint="Write 99.9 for 99.9%.",
             field="uptime",
         )
-    return target_terms(percent / 100)
+    # rounded so that 99.9 gives exactly the table's 0.999, not 0.9990000000000001
+    return target_terms(round(percent / 100, 12))
 
 
 def target_terms(target: float) -> SlaTerms:
