@@ -354,15 +354,24 @@ def report(conn: Connection, order_or_lease_id: str, who: str, now: float, setti
 # ---- probes and the duty ----------------------------------------------------------------
 
 
-def _probe_served(rt: Runtime, lease_id: str) -> tuple[bool, str]:
-    """Relay a probe to the serving agent through the gateway, like a buyer's request."""
+def _probe_served(rt: Runtime, lease_ids: list[str]) -> dict[str, tuple[bool, str]]:
+    """Relay a probe to each serving agent through the gateway, like a buyer's request,
+    all at once: a stalled endpoint costs the duty one probe timeout, not one each."""
     from gpudepin.coordinator.api_ai import gateway
 
-    try:
-        asyncio.run(gateway(rt).probe(lease_id, rt.settings.lease_probe_timeout_s))
-    except GpudepinError as exc:
-        return False, exc.message
-    return True, "the endpoint answered"
+    gw, timeout = gateway(rt), rt.settings.lease_probe_timeout_s
+
+    async def one(lease_id: str) -> tuple[str, tuple[bool, str]]:
+        try:
+            await gw.probe(lease_id, timeout)
+        except GpudepinError as exc:
+            return lease_id, (False, exc.message)
+        return lease_id, (True, "the endpoint answered")
+
+    async def every() -> dict[str, tuple[bool, str]]:
+        return dict(await asyncio.gather(*(one(i) for i in lease_ids)))
+
+    return asyncio.run(every()) if lease_ids else {}
 
 
 def _probe_agent(conn: Connection, provider: str, now: float, stale_s: float) -> tuple[bool, str]:
@@ -391,9 +400,10 @@ def probe_duty(rt: Runtime) -> None:
                     .where(tm.leases.c.state == "active")
                 )
             )
+        served = _probe_served(rt, [r.id for r in live if parse_serve(r.workload or "")])
         for row in live:
-            if parse_serve(row.workload or "") is not None:
-                ok, detail = _probe_served(rt, row.id)
+            if row.id in served:
+                ok, detail = served[row.id]
             else:
                 with rt.engine.connect() as conn:
                     ok, detail = _probe_agent(conn, row.provider, now, settings.gateway_stale_s)
