@@ -7,3 +7,4 @@ Layers (imports point towards ``core`` only): ``core`` (pure domain rules), ``wo
 
 __version__ = "0.1.0"
 API_VERSION = "1"
+INLINE_RESULT_BYTES = 64 * 1024  # a result this small may travel inside its submission

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 import threading
 import time
 from collections import Counter
@@ -140,6 +141,10 @@ def coordinator(
         gateway_stale_s=gateway_stale,
     )
     app = create_app(settings)
+    # SQLite gives up the GIL around every statement; with the default 5 ms switch
+    # interval a transaction holding the writer lock waits up to 5 ms to get it back
+    # after each one while request threads run Python, so writes queued behind it.
+    sys.setswitchinterval(0.0005)
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 

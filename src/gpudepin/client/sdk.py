@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,7 +12,7 @@ from typing import Any
 import httpx
 from eth_account.signers.local import LocalAccount
 
-from gpudepin import API_VERSION
+from gpudepin import API_VERSION, INLINE_RESULT_BYTES
 from gpudepin.core.errors import ERRORS_BY_CODE, GpudepinError, NotFound, Unavailable
 from gpudepin.identity import load_or_create_key, result_message, sign_text
 from gpudepin.settings import resolve_home
@@ -250,10 +252,16 @@ class Client:
         return self._download(f"/tasks/{task_id}/inputs/{name}", dest)
 
     def submit_result(self, task_id: str, path: Path, meta: dict[str, Any]) -> dict[str, Any]:
-        """Upload a task's result and submit it with a signature over its content hash."""
-        sha = self.upload(path)
-        sig = sign_text(self.account, result_message(task_id, sha))
-        body = {"sha256": sha, "signature": sig, "meta": meta}
+        """Submit a task's result with a signature over its content hash: a small result
+        travels inside the submission, a larger one is uploaded first."""
+        body: dict[str, Any] = {"meta": meta}
+        if path.stat().st_size <= INLINE_RESULT_BYTES:
+            data = path.read_bytes()
+            sha = hashlib.sha256(data).hexdigest()
+            body["content_b64"] = base64.b64encode(data).decode()
+        else:
+            sha = self.upload(path)
+        body |= {"sha256": sha, "signature": sign_text(self.account, result_message(task_id, sha))}
         return dict(self._send("POST", f"/tasks/{task_id}/result", json=body))
 
     def fail_task(self, task_id: str, reason: str) -> dict[str, Any]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +14,7 @@ from fastapi.responses import FileResponse
 from sqlalchemy import insert, select
 from starlette.background import BackgroundTask
 
-from gpudepin import API_VERSION, __version__
+from gpudepin import API_VERSION, INLINE_RESULT_BYTES, __version__
 from gpudepin.coordinator import (
     ai,
     artifacts,
@@ -41,13 +44,31 @@ def runtime(request: Request) -> Runtime:
     return rt
 
 
-def caller(request: Request, rt: Runtime = Depends(runtime)) -> str:
-    """The address of the signed-in caller (bearer session)."""
+async def caller(request: Request, rt: Runtime = Depends(runtime)) -> str:
+    """The address of the signed-in caller (bearer session).
+
+    Sessions are never revoked before they expire, so a token seen once is answered
+    from memory until its expiry: the hottest check of the API costs no query.
+    """
     header = request.headers.get("authorization", "")
     if not header.lower().startswith("bearer "):
         raise Unauthorized("this call needs a session", hint="Log in with a signed challenge.")
-    with rt.engine.connect() as conn:
-        return auth.session_address(conn, header[7:].strip(), rt.clock())
+    token = header[7:].strip()
+    known: dict[str, tuple[str, float]] = rt.caches.setdefault("sessions", {})
+    hit = known.get(token)
+    now = rt.clock()
+    if hit is not None and hit[1] >= now:
+        return hit[0]
+
+    def lookup() -> tuple[str, float]:
+        with rt.reader.connect() as conn:
+            return auth.session(conn, token, now)
+
+    address, expires = await run_in_threadpool(lookup)
+    if len(known) > 100_000:  # a bound, not an eviction policy: the map refills as used
+        known.clear()
+    known[token] = (address, expires)
+    return address
 
 
 # ---- identity -------------------------------------------------------------------------
@@ -104,13 +125,37 @@ async def upload(
 
 def _record_blob(rt: Runtime, sha: str, who: str, size: int) -> None:
     with rt.engine.begin() as conn:
-        exists = conn.execute(
-            select(db.blobs.c.sha256).where(db.blobs.c.sha256 == sha, db.blobs.c.uploader == who)
-        ).first()
-        if not exists:
-            conn.execute(
-                insert(db.blobs).values(sha256=sha, uploader=who, size=size, created_at=rt.clock())
-            )
+        _note_blob(conn, sha, who, size, rt.clock())
+
+
+def _note_blob(conn: Any, sha: str, who: str, size: int, now: float) -> None:
+    """Record that ``who`` uploaded ``sha`` (ownership is per uploader)."""
+    exists = conn.execute(
+        select(db.blobs.c.sha256).where(db.blobs.c.sha256 == sha, db.blobs.c.uploader == who)
+    ).first()
+    if not exists:
+        conn.execute(insert(db.blobs).values(sha256=sha, uploader=who, size=size, created_at=now))
+
+
+def _store_inline(rt: Runtime, body: schemas.ResultIn, sha: str) -> int | None:
+    """Keep a result sent inline; its size, or None when it was uploaded beforehand."""
+    if body.content_b64 is None:
+        return None
+    try:
+        data = base64.b64decode(body.content_b64, validate=True)
+    except binascii.Error as exc:
+        raise InvalidInput("content_b64 is not base64", field="content_b64") from exc
+    if len(data) > INLINE_RESULT_BYTES:
+        raise PayloadTooLarge(
+            f"an inline result holds at most {INLINE_RESULT_BYTES} bytes",
+            hint="Upload it with PUT /v1/blobs and submit its sha256.",
+        )
+    if hashlib.sha256(data).hexdigest() != sha:
+        raise InvalidInput("content_b64 does not hash to sha256", field="content_b64")
+    writer = rt.blobs.writer()
+    writer.write(data)
+    writer.commit()
+    return len(data)
 
 
 def _owned_blob(conn: Any, sha: str, owner: str) -> None:
@@ -182,14 +227,14 @@ def submit_job(
             hint=f"Its inputs: {', '.join(workload.input_names) or 'none'}.",
             field=sorted(unknown)[0],
         )
-    with rt.engine.connect() as conn:
+    with rt.reader.connect() as conn:
         for sha in body.inputs.values():
             _owned_blob(conn, check_sha256(sha), who)
     paths = {name: rt.blobs.open_path(sha) for name, sha in body.inputs.items()}
     spec = workload.validate(body.params, paths)
     plans = workload.split(spec)
     terms = enterprise.parse_terms(body.residency, body.tier, body.deadline_s)
-    with rt.engine.connect() as conn:
+    with rt.reader.connect() as conn:
         enterprise.check_placeable(conn, terms, rt.settings, rt.clock())
     with rt.engine.begin() as conn:
         job_id = service.create_job(
@@ -206,14 +251,14 @@ def submit_job(
         enterprise.attach_terms(conn, job_id, terms, rt.clock())
         if rt.settings.market:  # the job becomes an order; only its winners may claim
             market.open_for_job(conn, rt.settings, job_id, who, body, terms, plans, rt.clock())
-    rt.notify_work()
-    with rt.engine.connect() as conn:
+    rt.notify_work(None if rt.settings.market else len(plans))  # an auction tells bidders
+    with rt.reader.connect() as conn:
         return job_view(conn, service.get_job(conn, job_id))
 
 
 @router.get("/jobs")
 def list_jobs(who: str = Depends(caller), rt: Runtime = Depends(runtime)) -> list[dict[str, Any]]:
-    with rt.engine.connect() as conn:
+    with rt.reader.connect() as conn:
         return [
             {
                 "id": j.id,
@@ -231,7 +276,7 @@ def list_jobs(who: str = Depends(caller), rt: Runtime = Depends(runtime)) -> lis
 def show_job(
     job_id: str, events: bool = False, who: str = Depends(caller), rt: Runtime = Depends(runtime)
 ) -> dict[str, Any]:
-    with rt.engine.connect() as conn:
+    with rt.reader.connect() as conn:
         return job_view(conn, service.get_job(conn, job_id, viewer=who), with_events=events)
 
 
@@ -241,7 +286,7 @@ def cancel_job(
 ) -> dict[str, Any]:
     with rt.engine.begin() as conn:
         service.cancel_job(conn, who, job_id, rt.clock())
-    with rt.engine.connect() as conn:
+    with rt.reader.connect() as conn:
         return job_view(conn, service.get_job(conn, job_id))
 
 
@@ -249,7 +294,7 @@ def cancel_job(
 def job_output(
     job_id: str, name: str, who: str = Depends(caller), rt: Runtime = Depends(runtime)
 ) -> FileResponse:
-    with rt.engine.connect() as conn:
+    with rt.reader.connect() as conn:
         job = service.get_job(conn, job_id, viewer=who)
     for out in job.outputs or []:
         if out["name"] == name and rt.blobs.exists(out["sha256"]):
@@ -264,7 +309,7 @@ def job_output(
 def task_result(
     job_id: str, task_id: str, who: str = Depends(caller), rt: Runtime = Depends(runtime)
 ) -> FileResponse:
-    with rt.engine.connect() as conn:
+    with rt.reader.connect() as conn:
         service.get_job(conn, job_id, viewer=who)
         task = service.get_task(conn, task_id)
     if task.job_id != job_id or task.state != "accepted":
@@ -278,7 +323,7 @@ def task_result(
 @router.get("/providers")
 def list_providers(rt: Runtime = Depends(runtime)) -> list[dict[str, Any]]:
     now = rt.clock()
-    with rt.engine.connect() as conn:
+    with rt.reader.connect() as conn:
         done = service.provider_task_counts(conn)
         held = market_leases.holding(conn)  # GPUs a lease holds are not free for work
         return [
@@ -327,38 +372,59 @@ def heartbeat(who: str = Depends(caller), rt: Runtime = Depends(runtime)) -> dic
 
 
 @router.post("/providers/poll")
-def poll(
+async def poll(
     wait: float = 0.0, who: str = Depends(caller), rt: Runtime = Depends(runtime)
 ) -> dict[str, Any]:
-    """Long-poll for a task: returns at once with one, or after ``wait`` seconds with none."""
-    with rt.engine.connect() as conn:
-        service.require_provider(conn, who)
+    """Long-poll for a task: returns at once with one, or after ``wait`` seconds with none.
+
+    The wait holds no thread and runs no query: the poll sleeps on the event loop until
+    new work is announced in this process, or a re-check is due (work announced by
+    another coordinator sharing the database is found that way).
+    """
+    await run_in_threadpool(_require_provider, rt, who)
     deadline = rt.clock() + max(0.0, min(wait, rt.settings.long_poll_s))
     while True:
-        extra = verification_http.claim_extra(rt, who)  # hardware proofs and audits first
-        if extra is not None:
-            return {"task": extra}
-        with rt.engine.begin() as conn:
-            claimed = service.claim_task(conn, who, rt.clock(), rt.settings.assignment_ttl_s)
-        if claimed is not None:
-            task, job = claimed
-            claim = {
-                "id": task.id,
-                "job_id": job.id,
-                "kind": job.kind,
-                "label": task.label,
-                "job_spec": job.spec,
-                "task_spec": task.spec,
-                "inputs": job.inputs,
-                "deadline": task.deadline,
-            }
-            with rt.engine.connect() as conn:  # training that died resumes where it was
-                return {"task": ai.resume_claim(conn, claim)}
+        generation = rt.work.generation
+        task = await run_in_threadpool(_claim_any, rt, who)
+        if task is not None:
+            return {"task": task}
         remaining = deadline - rt.clock()
         if remaining <= 0:
             return {"task": None}
-        with rt.work_ready:
-            rt.work_ready.wait(timeout=min(remaining, 0.5))
+        await rt.work.wait(generation, min(remaining, POLL_RECHECK_S))
+
+
+POLL_RECHECK_S = 2.0  # bounds the delay of work announced by another coordinator
+
+
+def _require_provider(rt: Runtime, who: str) -> None:
+    with rt.reader.connect() as conn:
+        service.require_provider(conn, who)
+
+
+def _claim_any(rt: Runtime, who: str) -> dict[str, Any] | None:
+    """A hardware proof or check for ``who`` first, else the oldest task it may run."""
+    extra = verification_http.claim_extra(rt, who)
+    if extra is not None:
+        return extra
+    with rt.engine.begin() as conn:
+        claimed = service.claim_task(conn, who, rt.clock(), rt.settings.assignment_ttl_s)
+    if claimed is None:
+        return None
+    task, job = claimed
+    claim = {
+        "id": task.id,
+        "job_id": job.id,
+        "kind": job.kind,
+        "label": task.label,
+        "job_spec": job.spec,
+        "task_spec": task.spec,
+        "inputs": job.inputs,
+        "deadline": task.deadline,
+    }
+    with rt.reader.connect() as conn:  # training that died resumes where it was
+        resumed: dict[str, Any] = ai.resume_claim(conn, claim)
+    return resumed
 
 
 @router.get("/tasks/{task_id}/inputs/{name}")
@@ -369,7 +435,7 @@ def task_input(
         return FileResponse(
             rt.blobs.open_path(verification_http.check_input(rt, task_id, who, name)), filename=name
         )
-    with rt.engine.connect() as conn:
+    with rt.reader.connect() as conn:
         task = service.require_assigned(conn, task_id, who)
         job = service.get_job(conn, task.job_id)
         sha = job.inputs.get(name) or ai.task_input_sha(conn, task_id, name)
@@ -385,17 +451,23 @@ def submit_result(
     sha = check_sha256(body.sha256)
     if recover_signer(result_message(task_id, sha), body.signature) != who:
         raise Forbidden("the result's signature is not yours", hint="Sign with the agent's key.")
+    inline = _store_inline(rt, body, sha)
     if verification_http.verification.is_check_id(task_id):
-        with rt.engine.connect() as conn:
+        if inline is not None:
+            _record_blob(rt, sha, who, inline)
+        with rt.reader.connect() as conn:
             _owned_blob(conn, sha, who)
         state = verification_http.submit_check(rt, task_id, who, sha, body.signature)
         return {"task_id": task_id, "state": state, "reason": None}
-    with rt.engine.connect() as conn:
+    with rt.reader.connect() as conn:
         task = service.require_assigned(conn, task_id, who)
         job = service.get_job(conn, task.job_id)
-        _owned_blob(conn, sha, who)
+        if inline is None:
+            _owned_blob(conn, sha, who)
     rejection = _check_result(job, task, rt.blobs.open_path(sha))
     with rt.engine.begin() as conn:
+        if inline is not None:
+            _note_blob(conn, sha, who, inline, rt.clock())
         state = service.submit_result(
             conn,
             provider=who,
@@ -444,7 +516,7 @@ def _wallet_view(conn: Any, who: str) -> dict[str, Any]:
 
 @router.get("/wallet")
 def wallet(who: str = Depends(caller), rt: Runtime = Depends(runtime)) -> dict[str, Any]:
-    with rt.engine.connect() as conn:
+    with rt.reader.connect() as conn:
         return _wallet_view(conn, who)
 
 
@@ -483,7 +555,7 @@ def withdraw(
 
 @router.get("/ledger/summary")
 def ledger_summary(rt: Runtime = Depends(runtime)) -> dict[str, Any]:
-    with rt.engine.connect() as conn:
+    with rt.reader.connect() as conn:
         s = service.ledger_summary(conn)
     return {
         "totals": {k: format_amount(v) for k, v in s["totals"].items()},
@@ -495,5 +567,5 @@ def ledger_summary(rt: Runtime = Depends(runtime)) -> dict[str, Any]:
 @router.get("/ledger/balances")
 def ledger_balances(rt: Runtime = Depends(runtime)) -> dict[str, str]:
     """Every account's balance in base units, for audits (the ledger is public)."""
-    with rt.engine.connect() as conn:
+    with rt.reader.connect() as conn:
         return {k: str(v) for k, v in store.all_balances(conn).items()}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from fastapi import APIRouter, Body, Depends, Request
+from fastapi import APIRouter, Body, Depends
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
@@ -26,7 +26,6 @@ from gpudepin.core.errors import InvalidInput, NotFound, Unavailable
 router = APIRouter(prefix="/v1")
 
 FACTS_TTL_S = 1.0  # a closed lease stops taking requests within this long
-SESSION_TTL_S = 5.0  # a relayed request skips the session lookup for this long after one
 MAX_POLL_S = 30.0
 
 
@@ -42,22 +41,6 @@ class AnswerIn(BaseModel):
     compute_ms: float | None = None
 
 
-async def relay_caller(request: Request, rt: Runtime = Depends(runtime)) -> str:
-    """``caller`` with its answer kept a few seconds: each relayed request is on the hot
-    path twice (the buyer's call and the agent's answer), and a database round trip in a
-    worker thread for each was most of the gateway's own latency on a busy machine."""
-    header = request.headers.get("authorization", "")
-    cache: dict[str, tuple[str, float]] = rt.caches.setdefault("ai_sessions", {})
-    hit = cache.get(header)
-    if hit is not None and hit[1] > time.monotonic():
-        return hit[0]
-    who = await run_in_threadpool(caller, request, rt)
-    if len(cache) > 10_000:
-        cache.clear()
-    cache[header] = (who, time.monotonic() + SESSION_TTL_S)
-    return who
-
-
 def gateway(rt: Runtime) -> Gateway:
     gw = rt.caches.get("gateway")
     if gw is None:
@@ -70,7 +53,7 @@ def gateway(rt: Runtime) -> Gateway:
 
 
 def _facts_now(rt: Runtime, lease_id: str) -> dict[str, Any]:
-    with rt.engine.connect() as conn:
+    with rt.reader.connect() as conn:
         return ai.lease_facts(conn, lease_id)
 
 
@@ -122,7 +105,7 @@ async def _relay(rt: Runtime, facts: dict[str, Any], op: str, body: dict[str, An
 async def invoke(
     lease_id: str,
     payload: dict[str, Any] = Body(...),
-    who: str = Depends(relay_caller),
+    who: str = Depends(caller),
     rt: Runtime = Depends(runtime),
 ) -> dict[str, Any]:
     """One request to the lease's model, in its own format (see docs/ai.md)."""
@@ -134,7 +117,7 @@ async def invoke(
 async def openai_embeddings(
     lease_id: str,
     payload: dict[str, Any] = Body(...),
-    who: str = Depends(relay_caller),
+    who: str = Depends(caller),
     rt: Runtime = Depends(runtime),
 ) -> dict[str, Any]:
     """OpenAI's embeddings API: point the ``openai`` client's base_url here."""
@@ -172,7 +155,7 @@ async def endpoint(
 
 
 def _saved_stats(rt: Runtime, lease_id: str) -> dict[str, Any]:
-    with rt.engine.connect() as conn:
+    with rt.reader.connect() as conn:
         row = ai.endpoint_stats(conn, lease_id)
     if row is None:
         return {"requests": 0, "errors": 0, **latency_figures([])}
@@ -186,7 +169,7 @@ def _saved_stats(rt: Runtime, lease_id: str) -> dict[str, Any]:
 async def take_requests(
     lease_id: str,
     wait: float = 0.0,
-    who: str = Depends(relay_caller),
+    who: str = Depends(caller),
     rt: Runtime = Depends(runtime),
 ) -> dict[str, Any]:
     """The serving agent's long poll: buyers' requests to answer, or none after ``wait``."""
@@ -203,7 +186,7 @@ async def answer(
     lease_id: str,
     rid: str,
     body: AnswerIn,
-    who: str = Depends(relay_caller),
+    who: str = Depends(caller),
     rt: Runtime = Depends(runtime),
 ) -> dict[str, Any]:
     facts = await _facts(rt, lease_id)
@@ -240,7 +223,7 @@ def job_progress(
     job_id: str, who: str = Depends(caller), rt: Runtime = Depends(runtime)
 ) -> dict[str, Any]:
     """How far each training task got (its last uploaded checkpoint) and its commitments."""
-    with rt.engine.connect() as conn:
+    with rt.reader.connect() as conn:
         service.get_job(conn, job_id, viewer=who)
         return {"job_id": job_id, "tasks": ai.job_progress(conn, job_id)}
 

@@ -46,7 +46,7 @@ def status(rt: Runtime = Depends(runtime)) -> dict[str, Any]:
     link: settlement.ChainLink | None = rt.chain
     if link is None:
         return {"enabled": False}
-    with rt.engine.connect() as conn:
+    with rt.reader.connect() as conn:
         last = settlement.latest_epoch(conn)
         view = {
             "enabled": True,
@@ -67,7 +67,7 @@ def status(rt: Runtime = Depends(runtime)) -> dict[str, Any]:
 @router.get("/chain/epochs")
 def list_epochs(limit: int = 100, rt: Runtime = Depends(runtime)) -> list[dict[str, Any]]:
     settlement.require_chain(rt)
-    with rt.engine.connect() as conn:
+    with rt.reader.connect() as conn:
         return [_epoch_view(e) for e in settlement.epochs(conn, max(1, min(limit, 1000)))]
 
 
@@ -75,7 +75,7 @@ def list_epochs(limit: int = 100, rt: Runtime = Depends(runtime)) -> list[dict[s
 def proof(address: str, rt: Runtime = Depends(runtime)) -> dict[str, Any]:
     """The Merkle proof of ``address``'s cumulative amount in the latest posted root."""
     link = settlement.require_chain(rt)
-    with rt.engine.connect() as conn:
+    with rt.reader.connect() as conn:
         return settlement.proof_for(conn, link, normalize_address(address))
 
 
@@ -83,7 +83,7 @@ def proof(address: str, rt: Runtime = Depends(runtime)) -> dict[str, Any]:
 def account(address: str, rt: Runtime = Depends(runtime)) -> dict[str, Any]:
     """Earned (not yet in a root), held, claimable (owed on chain), claimed so far."""
     addr = normalize_address(address)
-    with rt.engine.connect() as conn:
+    with rt.reader.connect() as conn:
         figures = settlement.account_view(conn, addr)
     return {
         "address": addr,
@@ -100,7 +100,7 @@ def deposits_of(tx_hash: str, rt: Runtime = Depends(runtime)) -> list[dict[str, 
     q = select(chain_events).where(
         chain_events.c.kind == "deposit", chain_events.c.key.like(prefix + "%")
     )
-    with rt.engine.connect() as conn:
+    with rt.reader.connect() as conn:
         return [
             {"key": r.key, "address": r.address, "amount": format_amount(int(r.amount))}
             for r in conn.execute(q)

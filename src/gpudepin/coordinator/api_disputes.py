@@ -30,7 +30,7 @@ def get_dispute(
     dispute_id: str, who: str = Depends(caller), rt: Runtime = Depends(runtime)
 ) -> dict[str, Any]:
     """A dispute's interval, rounds, answers, referee step and verdict (parties and buyer)."""
-    with rt.engine.connect() as conn:
+    with rt.reader.connect() as conn:
         out = disputes.view(conn, dispute_id)
         if who.lower() not in (out["provider"].lower(), out["challenger"].lower()):
             service.get_job(conn, out["job_id"], viewer=who)  # the buyer may look too
@@ -42,7 +42,7 @@ def dispute_input(
     dispute_id: str, name: str, who: str = Depends(caller), rt: Runtime = Depends(runtime)
 ) -> FileResponse:
     """What a party replays from: the job's dataset and the agreed checkpoint."""
-    with rt.engine.connect() as conn:
+    with rt.reader.connect() as conn:
         sha = disputes.input_sha(conn, dispute_id, who, name)
     return FileResponse(rt.blobs.open_path(sha), filename=name)
 

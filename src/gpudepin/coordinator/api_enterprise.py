@@ -20,7 +20,7 @@ def job_audit(
     job_id: str, who: str = Depends(caller), rt: Runtime = Depends(runtime)
 ) -> dict[str, Any]:
     """Which provider, region and hardware ran every task, when, and where data is kept."""
-    with rt.engine.connect() as conn:
+    with rt.reader.connect() as conn:
         return enterprise.audit(conn, service.get_job(conn, job_id, viewer=who))
 
 
@@ -28,7 +28,7 @@ def job_audit(
 def standing(rt: Runtime = Depends(runtime)) -> list[dict[str, Any]]:
     """Each provider's enterprise standing now: proof, stake, 30-day uptime, reasons."""
     params = enterprise.enterprise_params(rt.settings)
-    with rt.engine.connect() as conn:
+    with rt.reader.connect() as conn:
         found = enterprise.profiles(conn, rt.settings, rt.clock())
     return [
         {

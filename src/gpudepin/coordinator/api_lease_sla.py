@@ -19,5 +19,5 @@ def lease_sla_report(
 ) -> dict[str, Any]:
     """Measured uptime against the target, each outage (start, end, duration, source,
     the provider it counts against, its cost) and the credit owed or paid."""
-    with rt.engine.connect() as conn:
+    with rt.reader.connect() as conn:
         return dict(lease_sla.report(conn, lease_id, who, rt.clock(), rt.settings))

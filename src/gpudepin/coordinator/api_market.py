@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
 
 from gpudepin.coordinator import ai, lease_replicas, lease_sla, market, market_leases, market_spot
 from gpudepin.coordinator import tables_market as tm
@@ -154,7 +155,7 @@ def quote(body: QuoteIn, rt: Runtime = Depends(runtime)) -> dict[str, Any]:
         now=now,
         settings=rt.settings,
     )
-    with rt.engine.connect() as conn:
+    with rt.reader.connect() as conn:
         views = market.provider_views(conn, kind, now, rt.settings.assignment_ttl_s)
         why = market.explain(conn, order, [], views, None, now)
         rows = market_spot.ask_rows(conn, kind, now)
@@ -197,7 +198,7 @@ def _only_needs_bids(why: NoMatchResult) -> bool:
 def market_data(window_s: float = 3600.0, rt: Runtime = Depends(runtime)) -> dict[str, Any]:
     """Best standing asks and recent clearing prices per kind, GPU class and region."""
     now = rt.clock()
-    with rt.engine.connect() as conn:
+    with rt.reader.connect() as conn:
         views = {}
         for kind in OrderKind:
             views.update(market.provider_views(conn, kind, now, rt.settings.assignment_ttl_s))
@@ -267,7 +268,7 @@ def show_order(
     order_id: str, who: str = Depends(caller), rt: Runtime = Depends(runtime)
 ) -> dict[str, Any]:
     """An order's auction: state, bids received, winners and prices, or why it failed."""
-    with rt.engine.connect() as conn:
+    with rt.reader.connect() as conn:
         row = market.get_order_row(conn, order_id)
         if row.buyer != who:
             raise Forbidden(f"order {order_id} belongs to another buyer")
@@ -325,7 +326,7 @@ def create_lease(
         if terms is not None and terms["replicas"] > 1:
             lease_replicas.open_replicas(conn, order, workload, terms, now, rt.settings)
     rt.notify_work()  # agents long-polling for market work hear of it at once
-    with rt.engine.connect() as conn:
+    with rt.reader.connect() as conn:
         return _lease_view(conn, order.id, rt)
 
 
@@ -347,7 +348,7 @@ def list_leases(
     role: str = "buyer", who: str = Depends(caller), rt: Runtime = Depends(runtime)
 ) -> list[dict[str, Any]]:
     """Your lease orders as a buyer, or (role=provider) the leases you are running."""
-    with rt.engine.connect() as conn:
+    with rt.reader.connect() as conn:
         if role == "provider":
             return [market_leases.lease_json(r) for r in market_leases.provider_leases(conn, who)]
         return market_leases.buyer_leases(conn, who)
@@ -357,7 +358,7 @@ def list_leases(
 def show_lease(
     lease_id: str, who: str = Depends(caller), rt: Runtime = Depends(runtime)
 ) -> dict[str, Any]:
-    with rt.engine.connect() as conn:
+    with rt.reader.connect() as conn:
         order = market.get_order_row(conn, lease_id.split("-")[0])
         if who != order.buyer:
             lease = market_leases.current_lease(conn, lease_id)
@@ -373,7 +374,7 @@ def close_lease(
     with rt.engine.begin() as conn:
         market_leases.close_lease(conn, who, lease_id, rt.clock())
         lease_replicas.close_replicas(conn, who, lease_id, rt.clock())
-    with rt.engine.connect() as conn:
+    with rt.reader.connect() as conn:
         return _lease_view(conn, lease_id.split("-")[0], rt)
 
 
@@ -381,7 +382,7 @@ def close_lease(
 
 
 @router.get("/market/work")
-def market_work(
+async def market_work(
     wait: float = 0.0,
     since: float = 0.0,
     who: str = Depends(caller),
@@ -391,17 +392,22 @@ def market_work(
     A long poll: it answers at once when an order opened or a lease was awarded after
     ``since``, else after ``wait`` seconds, so a short bid window still hears every agent."""
     deadline = rt.clock() + max(0.0, min(wait, rt.settings.long_poll_s))
-    while True:
-        with rt.engine.connect() as conn:
-            work = market.work_for(conn, who, rt.clock(), rt.settings)
+
+    def look() -> dict[str, Any]:
+        with rt.reader.connect() as conn:
+            work: dict[str, Any] = market.work_for(conn, who, rt.clock(), rt.settings)
+        return work
+
+    while True:  # the wait holds no thread (see api.poll)
+        generation = rt.offers.generation
+        work = await run_in_threadpool(look)
         fresh = any(o["created_at"] > since for o in work["orders"]) or any(
             x["awarded_at"] > since for x in work["leases"]
         )
         remaining = deadline - rt.clock()
         if fresh or remaining <= 0:
             return work
-        with rt.work_ready:
-            rt.work_ready.wait(timeout=min(remaining, 0.5))
+        await rt.offers.wait(generation, min(remaining, 0.5))
 
 
 @router.post("/orders/{order_id}/bids", status_code=201)

@@ -40,7 +40,7 @@ def fetch_shard(
     artifact: str, index: int, who: str = Depends(caller), rt: Runtime = Depends(runtime)
 ) -> FileResponse:
     """The staged bytes of a shard, for the holder chosen to keep it."""
-    with rt.engine.connect() as conn:
+    with rt.reader.connect() as conn:
         sha = artifacts.shard_to_fetch(conn, check_sha256(artifact), index, who)
     return FileResponse(rt.blobs.open_path(sha), filename=f"{index}.shard")
 

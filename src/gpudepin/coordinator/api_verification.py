@@ -72,7 +72,7 @@ def unstake(
 
 @router.get("/providers/stake")
 def stake_info(who: str = Depends(caller), rt: Runtime = Depends(runtime)) -> dict[str, Any]:
-    with rt.engine.connect() as conn:
+    with rt.reader.connect() as conn:
         return _stake_view(conn, who, rt)
 
 
@@ -80,7 +80,7 @@ def stake_info(who: str = Depends(caller), rt: Runtime = Depends(runtime)) -> di
 def reputation(address: str, rt: Runtime = Depends(runtime)) -> dict[str, Any]:
     """A provider's verified record, faults, stake, hardware proof and ban state (public)."""
     address = address.lower()
-    with rt.engine.connect() as conn:
+    with rt.reader.connect() as conn:
         prof = verification.trust_profile(conn, address, verification.params_of(rt.settings))
         prof["hardware_proof"] = hwproofs.latest(conn, address)
     for k in ("staked", "unbonding", "held"):
@@ -93,7 +93,7 @@ def job_verification(
     job_id: str, who: str = Depends(caller), rt: Runtime = Depends(runtime)
 ) -> dict[str, Any]:
     """Every verification decision of a job with its evidence."""
-    with rt.engine.connect() as conn:
+    with rt.reader.connect() as conn:
         service.get_job(conn, job_id, viewer=who)
         return {
             "job_id": job_id,

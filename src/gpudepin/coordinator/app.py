@@ -18,7 +18,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gpudepin import __version__
 from gpudepin.coordinator.blobs import BlobStore
-from gpudepin.coordinator.db import make_engine, migrate
+from gpudepin.coordinator.db import make_engine, migrate, reader
+from gpudepin.coordinator.signals import WorkSignal
 from gpudepin.core.errors import GpudepinError
 from gpudepin.settings import CoordinatorSettings
 
@@ -34,14 +35,21 @@ class Runtime:
     blobs: BlobStore
     clock: Callable[[], float] = time.time
     # wakes long-polling agents when work appears (same process; other processes poll)
-    work_ready: threading.Condition = field(default_factory=threading.Condition)
+    work: WorkSignal = field(default_factory=WorkSignal)  # tasks, checks, proofs
+    offers: WorkSignal = field(default_factory=WorkSignal)  # orders to bid on, leases
     chain: Any = None  # a settlement.ChainLink when the coordinator settles on chain
     # per-process state of duties, by domain (e.g. speculation's duration windows)
     caches: dict[str, Any] = field(default_factory=dict)
+    reader: Engine = field(init=False)
 
-    def notify_work(self) -> None:
-        with self.work_ready:
-            self.work_ready.notify_all()
+    def __post_init__(self) -> None:
+        self.reader = reader(self.engine)  # for blocks that only read: never wait on writers
+
+    def notify_work(self, tasks: int | None = None) -> None:
+        """Wake long polls: as many task polls as ``tasks`` new tasks, or every poll."""
+        self.work.notify(tasks)
+        if tasks is None:
+            self.offers.notify()
 
 
 def _error(status: int, code: str, message: str, hint: str) -> JSONResponse:

@@ -160,7 +160,7 @@ def store_outputs(rt: Runtime, job_id: str, outputs: Iterable[dict[str, Any]]) -
 def store_artifact(rt: Runtime, job_id: str | None, name: str, sha: str) -> dict[str, Any]:
     """Cut one blob into shards, stage them and place them; returns what happened."""
     s, now = rt.settings, rt.clock()
-    with rt.engine.connect() as conn:
+    with rt.reader.connect() as conn:
         if conn.execute(select(artifacts.c.sha256).where(artifacts.c.sha256 == sha)).first():
             return {"stored": "already"}
     data = rt.blobs.open_path(sha).read_bytes()
@@ -301,7 +301,7 @@ def confirm(conn: Connection, artifact: str, idx: int, provider: str, sha: str, 
 
 def receive(rt: Runtime, artifact: str, idx: int, provider: str, chunks: Iterable[bytes]) -> None:
     """Take a shard a holder sends back; wrong bytes cost the holder the shard."""
-    with rt.engine.connect() as conn:
+    with rt.reader.connect() as conn:
         row = _row(conn, artifact, idx, provider, (HELD,))
     sha, _ = rt.blobs.put_stream(chunks)
     if sha == row.sha256:
@@ -322,7 +322,7 @@ def receive(rt: Runtime, artifact: str, idx: int, provider: str, chunks: Iterabl
 
 
 def _still_needed(rt: Runtime, sha: str) -> bool:
-    with rt.engine.connect() as conn:
+    with rt.reader.connect() as conn:
         return (
             conn.execute(select(db.blobs.c.sha256).where(db.blobs.c.sha256 == sha)).first()
             is not None
@@ -397,7 +397,7 @@ def _rebuild(rt: Runtime, art: Any) -> bytes | None:
 
 def read(rt: Runtime, sha: str) -> Path:
     """A temporary file with the artifact rebuilt from any k of its shards (module doc)."""
-    with rt.engine.connect() as conn:
+    with rt.reader.connect() as conn:
         art = conn.execute(select(artifacts).where(artifacts.c.sha256 == sha)).first()
     if art is None:
         raise NotFound(f"no stored file {sha[:12]}…", hint="It may have been deleted.")
@@ -480,7 +480,7 @@ def repair(rt: Runtime, art: Any, now: float) -> str:
         rebuilt = recreate(manifest, staged, missing)
         with rt.engine.begin() as conn:
             clear_read_requests(conn, art.sha256)
-    with rt.engine.connect() as conn:
+    with rt.reader.connect() as conn:
         pool = candidates(conn, now, s.shard_offline_s, block_size(art.size, art.k))
     try:
         placed = place_repairs(stored, missing, pool, alive, random.Random(f"{art.sha256}{now}"))
@@ -541,7 +541,7 @@ def _tidy(rt: Runtime, art: Any, rows: list[Any], has_copy: bool) -> str:
 
 def storage_duty(rt: Runtime) -> None:
     """Repair every artifact that needs it (see ``repair``); one failure spares the rest."""
-    with rt.engine.connect() as conn:
+    with rt.reader.connect() as conn:
         arts = list(conn.execute(select(artifacts)))
     now = rt.clock()
     for art in arts:

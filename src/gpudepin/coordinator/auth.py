@@ -80,12 +80,11 @@ def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def session_address(conn: Connection, token: str, now: float) -> str:
-    """The address behind a bearer token, or Unauthorized."""
+def session(conn: Connection, token: str, now: float) -> tuple[str, float]:
+    """The address behind a bearer token and when its session expires, or Unauthorized."""
     row = conn.execute(select(db.sessions).where(db.sessions.c.token_hash == _hash(token))).first()
     if row is None:
         raise Unauthorized("unknown session token")
     if row.expires_at < now:
         raise Unauthorized("your session expired", hint="Log in again; the CLI does it for you.")
-    address: str = row.address
-    return address
+    return str(row.address), float(row.expires_at)

@@ -6,6 +6,7 @@ integers, and SQLite's NUMERIC would silently turn them into floats.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -156,16 +157,27 @@ blobs = Table(
 )
 
 
+READ_ONLY = "gpudepin_read_only"  # execution option of the engine that only reads
+
+
 def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite gets WAL, a busy timeout and foreign keys."""
+    """An engine for ``url``; SQLite gets WAL, a busy timeout and foreign keys.
+
+    On SQLite a write transaction starts with ``BEGIN IMMEDIATE`` (read-then-write never
+    deadlocks) after taking this process's writer lock: writers queue on the lock in
+    order instead of in SQLite's busy handler, which sleeps up to 100 ms between tries
+    and made tail latency seconds long under load. Reads go through ``reader(engine)``
+    and begin deferred, so in WAL mode they never wait for a writer.
+    """
     if url.startswith("sqlite"):
         engine = create_engine(
-            url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=20
+            url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=40
         )
+        writer = threading.Lock()
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-            # isolation_level None lets us issue BEGIN IMMEDIATE ourselves (see begin())
+            # isolation_level None lets us issue BEGIN ourselves (see _begin)
             dbapi_conn.isolation_level = None
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
@@ -175,13 +187,32 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _begin(conn: Any) -> None:
-            # take the write lock at the start so read-then-write never deadlocks
+            if conn.get_execution_options().get(READ_ONLY):
+                conn.exec_driver_sql("BEGIN")  # one snapshot for the block, no lock
+                return
+            if not conn.info.get("holds_writer"):  # a connection keeps it till checked in
+                if not writer.acquire(timeout=30):
+                    raise TimeoutError("the database's writer lock was held for 30 s")
+                conn.info["holds_writer"] = True
             conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        # released when the connection goes back to the pool, i.e. after its COMMIT or
+        # ROLLBACK has run: released earlier, the next BEGIN IMMEDIATE would find the
+        # database still locked and SQLite would put it to sleep
+        @event.listens_for(engine.pool, "checkin")
+        def _release(_dbapi_conn: Any, record: Any) -> None:
+            if record is not None and record.info.pop("holds_writer", False):
+                writer.release()
 
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     return create_engine(url, pool_size=20, max_overflow=20, pool_pre_ping=True)
+
+
+def reader(engine: Engine) -> Engine:
+    """The same database for blocks that only read (``with reader.connect()``)."""
+    return engine.execution_options(**{READ_ONLY: True})
 
 
 def migrate(engine: Engine) -> None:

@@ -32,7 +32,7 @@ log = logging.getLogger("gpudepin.disputes")
 
 
 def _case_of_check(rt: Runtime, check_id: str) -> Any:
-    with rt.engine.connect() as conn:
+    with rt.reader.connect() as conn:
         chk = conn.execute(select(tv.checks).where(tv.checks.c.id == check_id)).one()
         return conn.execute(select(tv.cases).where(tv.cases.c.id == chk.case_id)).one()
 
@@ -86,7 +86,7 @@ def decide_segment(rt: Runtime, case_id: str) -> str | None:
     """Judge a segment replay: accept on equal commitments, else open a dispute. None when
     the case is not a segment audit or nothing readable came back (the normal ruling,
     with its referees, takes over)."""
-    with rt.engine.connect() as conn:
+    with rt.reader.connect() as conn:
         case, job, done = verification.case_inputs(conn, case_id)
     seg = (case.spec or {}).get("segment") if job.kind == "train" else None
     if not seg:
@@ -161,7 +161,7 @@ def decide_segment(rt: Runtime, case_id: str) -> str | None:
 def referee(rt: Runtime, row: Any) -> None:
     """The coordinator re-executes the one disputed step from the agreed state."""
     d = D.Dispute.from_json(row.body)
-    with rt.engine.connect() as conn:
+    with rt.reader.connect() as conn:
         job = service.get_job(conn, row.job_id)
     try:
         dataset = training.load_dataset(job.spec, rt.blobs.open_path(job.inputs["dataset"]))
@@ -180,11 +180,11 @@ def dispute_duty(rt: Runtime) -> None:
     """Forfeit silent parties, referee disputes down to one step, apply the verdicts."""
     with rt.engine.begin() as conn:
         disputes.expire(conn, rt.clock())
-    with rt.engine.connect() as conn:
+    with rt.reader.connect() as conn:
         pending = disputes.awaiting_referee(conn)
     for row in pending:
         referee(rt, row)
-    with rt.engine.connect() as conn:
+    with rt.reader.connect() as conn:
         decided = disputes.decided_unapplied(conn)
     for dispute_id in decided:
         with rt.engine.begin() as conn:

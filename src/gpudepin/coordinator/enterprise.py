@@ -398,7 +398,7 @@ def db_row_job(conn: Connection, job_id: str) -> Any:
 def sla_duty(rt: Runtime) -> None:
     """Refresh providers' standing when it is stale; settle finished jobs' deadline SLAs."""
     now = rt.clock()
-    with rt.engine.connect() as conn:
+    with rt.reader.connect() as conn:
         last = conn.execute(select(func.max(provider_standing.c.computed_at))).scalar()
     if last is None or now - last >= rt.settings.standing_refresh_s:
         with rt.engine.begin() as conn:

@@ -392,7 +392,7 @@ def probe_duty(rt: Runtime) -> None:
     last = rt.caches.get("lease_probe_at")
     if last is None or now - last >= settings.lease_probe_s:
         rt.caches["lease_probe_at"] = now
-        with rt.engine.connect() as conn:
+        with rt.reader.connect() as conn:
             live = list(
                 conn.execute(
                     select(tm.leases, lease_terms.c.failover)
@@ -405,7 +405,7 @@ def probe_duty(rt: Runtime) -> None:
             if row.id in served:
                 ok, detail = served[row.id]
             else:
-                with rt.engine.connect() as conn:
+                with rt.reader.connect() as conn:
                     ok, detail = _probe_agent(conn, row.provider, now, settings.gateway_stale_s)
             with rt.engine.begin() as conn:
                 since = record_probe(conn, row.order_id, row.id, now, ok, detail)

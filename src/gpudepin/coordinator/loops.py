@@ -62,7 +62,7 @@ def expire_and_merge(rt: Runtime) -> None:
     with rt.engine.begin() as conn:
         if service.expire_assignments(conn, now):
             rt.notify_work()
-    with rt.engine.connect() as conn:
+    with rt.reader.connect() as conn:
         ready = service.jobs_ready_to_merge(conn)
     for job_id in ready:
         finish_job(rt, job_id)
@@ -70,7 +70,7 @@ def expire_and_merge(rt: Runtime) -> None:
 
 def finish_job(rt: Runtime, job_id: str) -> None:
     """Merge a job's accepted results into its outputs and complete it."""
-    with rt.engine.connect() as conn:
+    with rt.reader.connect() as conn:
         job = service.get_job(conn, job_id)
         tasks = service.job_tasks(conn, job_id)
     try:

@@ -777,7 +777,7 @@ def market_duty(rt: Runtime) -> None:
     """Clear due orders, take awards from winners that never started, bill-stop leases."""
     settings = rt.settings
     now = rt.clock()
-    with rt.engine.connect() as conn:
+    with rt.reader.connect() as conn:
         due = due_orders(conn, now, settings.market_cover)
     woke = False
     for order_id in due:

@@ -6,6 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from gpudepin import INLINE_RESULT_BYTES
+
 
 class ChallengeIn(BaseModel):
     address: str
@@ -49,6 +51,8 @@ class ResultIn(BaseModel):
     sha256: str
     signature: str = Field(max_length=200)
     meta: dict[str, Any] = Field(default_factory=dict)
+    # the result's bytes, base64, instead of an upload beforehand (saves a round trip)
+    content_b64: str | None = Field(default=None, max_length=(INLINE_RESULT_BYTES + 2) // 3 * 4)
 
 
 class AmountIn(BaseModel):

@@ -345,7 +345,7 @@ def scan(rt: Runtime, link: ChainLink) -> tuple[int, bool]:
     """Credit the vault's confirmed Deposit and Claimed logs, at most ``SCAN_BLOCKS``
     blocks a pass; returns the block reached and whether that is the confirmed head."""
     head = link.client.confirmed_block_number()
-    with rt.engine.connect() as conn:
+    with rt.reader.connect() as conn:
         cursor = int(get_state(conn, CURSOR, link.config.deployed_block))
     if head + 1 < cursor:
         # The chain is shorter than what we read (a local node restarted from an older
@@ -370,7 +370,7 @@ def scan(rt: Runtime, link: ChainLink) -> tuple[int, bool]:
 
 def finish_pending(rt: Runtime, link: ChainLink) -> None:
     """Post (or find already posted) the pending epoch, with the root recorded for it."""
-    with rt.engine.connect() as conn:
+    with rt.reader.connect() as conn:
         pending = latest_epoch(conn, "pending")
         halted = get_state(conn, HALT)
     if pending is None:
@@ -415,7 +415,7 @@ def finish_pending(rt: Runtime, link: ChainLink) -> None:
 
 
 def _epoch_due(rt: Runtime, link: ChainLink) -> bool:
-    with rt.engine.connect() as conn:
+    with rt.reader.connect() as conn:
         last = conn.execute(select(func.max(chain_epochs.c.created_at))).scalar()
         checked = get_state(conn, CHECKED)
     since = max(float(last or 0), float(checked or 0), link.started_at)

@@ -203,13 +203,13 @@ def straggler_duty(rt: Runtime) -> None:
     now = rt.clock()
     policy = policy_of(rt.settings)
     durations = durations_of(rt)
-    with rt.engine.connect() as conn:
+    with rt.reader.connect() as conn:
         feed(conn, durations)
     with rt.engine.begin() as conn:
         expire_copies(conn, now)
     if not any(len(w) >= policy.min_samples for w in durations.windows.values()):
         return  # nothing can be called slow yet: spare the scan of running tasks
-    with rt.engine.connect() as conn:
+    with rt.reader.connect() as conn:
         running = _running(conn)
     by_id = {r.id: r for r in running}
     chosen = stragglers(

@@ -36,7 +36,7 @@ def verification_duty(rt: Runtime) -> None:
             hwproofs.schedule_due(conn, now, s)
     if planned:
         rt.notify_work()
-    with rt.engine.connect() as conn:
+    with rt.reader.connect() as conn:
         ready = verification.ready_cases(conn)
         known = verification.known_answers_done(conn)
         stuck = verification.stuck_for_referee(conn) if s.referee_local else []
@@ -85,7 +85,7 @@ def decide(rt: Runtime, case_id: str) -> str:
     segment = decide_segment(rt, case_id)  # training: segment replay, then bisection
     if segment is not None:
         return segment
-    with rt.engine.connect() as conn:
+    with rt.reader.connect() as conn:
         case, job, done = verification.case_inputs(conn, case_id)
         classes = verification_sampling.device_classes(
             conn, [case.provider, *(c.checker for c in done)]
@@ -102,7 +102,7 @@ def decide(rt: Runtime, case_id: str) -> str:
 
 def judge_known_answer(rt: Runtime, chk: Any) -> None:
     """A known-answer check passes when the auditor reproduced the verified result."""
-    with rt.engine.connect() as conn:
+    with rt.reader.connect() as conn:
         case, job, _ = verification.case_inputs(conn, chk.case_id)
         of = verification_sampling.device_classes(conn, [case.provider, chk.checker])
     paths = {
@@ -117,7 +117,7 @@ def judge_known_answer(rt: Runtime, chk: Any) -> None:
 
 def referee_locally(rt: Runtime, case_id: str) -> None:
     """No third provider is eligible: the coordinator re-runs the check itself."""
-    with rt.engine.connect() as conn:
+    with rt.reader.connect() as conn:
         case, job, _ = verification.case_inputs(conn, case_id)
     sha: str | None = None
     try:

@@ -5,7 +5,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import select
+
 from gpudepin.coordinator import disputes, disputes_duty, hwproofs, verification
+from gpudepin.coordinator import tables_disputes as td
+from gpudepin.coordinator import tables_verification as tv
+from gpudepin.core import disputes as D
 from gpudepin.core.errors import NotFound
 
 if TYPE_CHECKING:
@@ -15,12 +20,26 @@ if TYPE_CHECKING:
 def claim_extra(rt: Runtime, who: str) -> dict[str, Any] | None:
     """A hardware challenge or a check for ``who``, before any job task."""
     now = rt.clock()
+    with rt.reader.connect() as conn:  # most polls find none: spare them the writer lock
+        if not _extra_waiting(conn, who):
+            return None
     with rt.engine.begin() as conn:
         item = hwproofs.claim(conn, who, now) or verification.claim_check(
             conn, who, now, rt.settings.assignment_ttl_s
         )
         item = item or disputes.claim_query(conn, who, now)  # bisection of a training run
     return disputes_duty.prepare_check(rt, item)  # a segment audit's starting checkpoint
+
+
+def _extra_waiting(conn: Any, who: str) -> bool:
+    """Whether a challenge, a check or a bisection query may be waiting for ``who``."""
+    hw, chk, dis = tv.hw_challenges.c, tv.checks.c, td.disputes.c
+    probes = (
+        select(hw.id).where(hw.address == who, hw.state == "new"),
+        select(chk.id).where(chk.checker == who, chk.state == "assigned"),
+        select(dis.id).where(dis.state == str(D.Phase.BISECTING)),
+    )
+    return any(conn.execute(q.limit(1)).first() is not None for q in probes)
 
 
 def on_registered(rt: Runtime, conn: Any, who: str) -> None:
@@ -30,7 +49,7 @@ def on_registered(rt: Runtime, conn: Any, who: str) -> None:
 
 
 def check_input(rt: Runtime, check_id: str, who: str, name: str) -> str:
-    with rt.engine.connect() as conn:
+    with rt.reader.connect() as conn:
         _, job = verification.running_check(conn, check_id, who)
     sha = job.inputs.get(name)
     if sha is None and name == "checkpoint":

@@ -58,7 +58,7 @@ def _decode(data: dict[str, Any]) -> dict[str, Any]:
 def sample_stats(rt: Runtime) -> None:
     """Loop duty: snapshot the headline figures every ``stats_sample_interval_s``."""
     now = rt.clock()
-    with rt.engine.connect() as conn:
+    with rt.reader.connect() as conn:
         last = latest_at(conn)
     if last is not None and now - last < rt.settings.stats_sample_interval_s:
         return

@@ -52,7 +52,7 @@ class NetworkCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         rt = self.rt
         now = rt.clock()
-        with rt.engine.connect() as conn:
+        with rt.reader.connect() as conn:
             h = figures.headline(conn, now, rt.settings.assignment_ttl_s)
             earnings = figures.earnings_per_gpu_day(
                 conn, now, rt.settings.assignment_ttl_s, rt.settings.token_usd

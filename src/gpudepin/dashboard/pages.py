@@ -224,7 +224,7 @@ def dashboard_html(rt: Runtime) -> str:
     """The body of ``/``: every figure, computed fresh."""
     now = rt.clock()
     ttl, usd = rt.settings.assignment_ttl_s, rt.settings.token_usd
-    with rt.engine.connect() as conn:
+    with rt.reader.connect() as conn:
         snap = figures.snapshot(conn, now, ttl, usd)
         live = figures.headline(conn, now, ttl).to_dict()
         samples = history.since(conn, now - 7 * figures.DAY, limit=200)
@@ -365,7 +365,7 @@ def dashboard(rt: Runtime = Depends(runtime)) -> HTMLResponse:
 
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
 def job_page(job_id: str, rt: Runtime = Depends(runtime)) -> HTMLResponse:
-    with rt.engine.connect() as conn:
+    with rt.reader.connect() as conn:
         try:
             job = service.get_job(conn, job_id)
         except GpudepinError:
@@ -426,7 +426,7 @@ _PRIVATE_LEASE_COLUMNS = ("endpoint", "token", "secret", "url", "workload", "sig
 
 @router.get("/leases/{lease_id}", response_class=HTMLResponse)
 def lease_page(lease_id: str, rt: Runtime = Depends(runtime)) -> HTMLResponse:
-    with rt.engine.connect() as conn:
+    with rt.reader.connect() as conn:
         if "leases" not in figures.optional_tables(conn):
             return _not_found("this coordinator has no leases yet")
         t = figures._reflect(conn, "leases")
@@ -448,7 +448,7 @@ def lease_page(lease_id: str, rt: Runtime = Depends(runtime)) -> HTMLResponse:
 def provider_page(address: str, rt: Runtime = Depends(runtime)) -> HTMLResponse:
     addr = address.lower()
     now = rt.clock()
-    with rt.engine.connect() as conn:
+    with rt.reader.connect() as conn:
         p = conn.execute(select(db.providers).where(db.providers.c.address == addr)).first()
         if p is None:
             return _not_found(f"no provider {address}")
