@@ -60,6 +60,7 @@ class Stats:
     submitted: int = 0
     empty_polls: int = 0  # long polls that came back without work (their time is the wait)
     task_s: float = 0.0  # how long an emulated provider "runs" each task
+    batch: int = 1  # tasks a poll may bring (and results a submission carries)
 
 
 class Api:
@@ -113,36 +114,51 @@ async def register(api: Api, i: int) -> None:
 
 
 async def provider(api: Api, stop: asyncio.Event, rng: random.Random) -> None:
-    """What the real agent does, minus the process: heartbeat, long-poll, run, submit."""
+    """What the real agent does, minus the process: heartbeat, long-poll, run, submit.
+    With ``batch`` > 1 it prefetches that many tasks a poll and submits their results in
+    one call (the API's batch path)."""
+    batch = api.stats.batch
     next_beat = time.monotonic() + rng.uniform(0, HEARTBEAT_S)
     while not stop.is_set():
         if time.monotonic() >= next_beat:
             await api.call("heartbeat", "POST", "/v1/providers/heartbeat")
             next_beat += HEARTBEAT_S
         t0 = time.perf_counter()
-        out = await api.call(
-            "poll", "POST", "/v1/providers/poll", params={"wait": LONG_POLL_S}, keep=False
-        )
-        task = out and out.get("task")
-        if not task:
+        params = {"wait": LONG_POLL_S, "max_tasks": batch}
+        out = await api.call("poll", "POST", "/v1/providers/poll", params=params, keep=False)
+        tasks = (out or {}).get("tasks") or []
+        if not tasks:
             api.stats.empty_polls += api.stats.recording
             continue
         if api.stats.recording:
             api.stats.latency["poll"].append(time.perf_counter() - t0)
-        if api.stats.task_s:  # the emulated run of the task (a real agent computes here)
-            await asyncio.sleep(api.stats.task_s * rng.uniform(0.5, 1.5))
-        data = expected(task["job_spec"], task["task_spec"])
-        sha = hashlib.sha256(data).hexdigest()
-        body = {
-            "sha256": sha,
-            "signature": sign_text(api.account, result_message(task["id"], sha)),
-            "meta": {},
-            "content_b64": base64.b64encode(data).decode(),  # as the SDK sends small results
-        }
-        res = await api.call("result", "POST", f"/v1/tasks/{task['id']}/result", json=body)
-        if res is not None and res["state"] == "accepted":
-            api.stats.accepted += 1
-            api.stats.done += api.stats.recording
+        if api.stats.task_s:  # the emulated run of the tasks (a real agent computes here)
+            await asyncio.sleep(api.stats.task_s * len(tasks) * rng.uniform(0.5, 1.5))
+        items = [_result(api, task) for task in tasks]
+        if batch == 1:
+            res = await api.call(
+                "result", "POST", f"/v1/tasks/{tasks[0]['id']}/result", json=items[0]
+            )
+            answers = [res] if res is not None else []
+        else:
+            res = await api.call("results", "POST", "/v1/tasks/results", json={"results": items})
+            answers = (res or {}).get("results", [])
+        ok = sum(a.get("state") == "accepted" for a in answers)
+        api.stats.errors["result items"] += (len(answers) - ok) * api.stats.recording
+        api.stats.accepted += ok
+        api.stats.done += ok * api.stats.recording
+
+
+def _result(api: Api, task: dict) -> dict:
+    data = expected(task["job_spec"], task["task_spec"])
+    sha = hashlib.sha256(data).hexdigest()
+    return {
+        "task_id": task["id"],
+        "sha256": sha,
+        "signature": sign_text(api.account, result_message(task["id"], sha)),
+        "meta": {},
+        "content_b64": base64.b64encode(data).decode(),  # as the SDK sends small results
+    }
 
 
 async def buyer(api: Api, stop: asyncio.Event, backlog: int) -> None:
@@ -163,11 +179,13 @@ def keys(n: int) -> list[LocalAccount]:
     return [Account.from_key(hashlib.sha256(f"load-{i}".encode()).digest()) for i in range(n)]
 
 
-async def drive(url: str, n: int, seconds: float, warmup: float, task_s: float) -> list[Stats]:
+async def drive(
+    url: str, n: int, seconds: float, warmup: float, task_s: float, batch: int
+) -> list[Stats]:
     """Sign everyone in, then run two windows with the same 1,000 providers: a steady one
     (each task takes ``task_s`` to run, as real work does: the latency figures) and a
     saturated one (tasks take no time: the most the coordinator dispatches)."""
-    phases = [Stats(task_s=task_s), Stats(task_s=0.0)]
+    phases = [Stats(task_s=task_s), Stats(task_s=0.0, batch=batch)]
     limits = httpx.Limits(max_connections=n + 10, max_keepalive_connections=n + 10)
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=LONG_POLL_S + 30) as http:
         accounts = keys(n + 1)
@@ -256,7 +274,7 @@ def report(label: str, stats: Stats) -> float:
     return rate
 
 
-def run_ours(db: str, n: int, seconds: float, warmup: float, task_s: float) -> float:
+def run_ours(db: str, n: int, seconds: float, warmup: float, task_s: float, batch: int) -> float:
     """Both windows on ``db``; returns the saturated window's tasks/s."""
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
@@ -266,7 +284,7 @@ def run_ours(db: str, n: int, seconds: float, warmup: float, task_s: float) -> f
         proc, url = start_coordinator(home, url_db)
         try:
             print(f"gpudepin on {db}: {n} emulated providers, {seconds:.0f}s a window, at {url}")
-            steady, saturated = asyncio.run(drive(url, n, seconds, warmup, task_s))
+            steady, saturated = asyncio.run(drive(url, n, seconds, warmup, task_s, batch))
         finally:
             proc.terminate()
             try:
@@ -275,8 +293,8 @@ def run_ours(db: str, n: int, seconds: float, warmup: float, task_s: float) -> f
                 proc.kill()
             if dropper:
                 dropper()
-        report(f"{db}, steady (tasks run ~{task_s:g}s)", steady)
-        return report(f"{db}, saturated (tasks run 0s)", saturated)
+        report(f"{db}, steady (tasks run ~{task_s:g}s, one a poll)", steady)
+        return report(f"{db}, saturated (tasks run 0s, up to {batch} a poll)", saturated)
 
 
 def _pg_database() -> tuple[str, object]:
@@ -355,13 +373,17 @@ def main() -> None:
     ap.add_argument("--warmup", type=float, default=8.0)
     ap.add_argument("--db", choices=("sqlite", "postgres", "both"), default="both")
     ap.add_argument("--task-s", type=float, default=5.0, help="run time of a task, steady window")
+    ap.add_argument("--batch", type=int, default=8, help="tasks a poll brings, saturated window")
     ap.add_argument("--no-celery", action="store_true")
     ap.add_argument("--no-ray", action="store_true")
     args = ap.parse_args()
     sys.path.insert(0, str(HERE))
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start")
     dbs = ("sqlite", "postgres") if args.db == "both" else (args.db,)
-    ours = {db: run_ours(db, args.providers, args.seconds, args.warmup, args.task_s) for db in dbs}
+    ours = {
+        db: run_ours(db, args.providers, args.seconds, args.warmup, args.task_s, args.batch)
+        for db in dbs
+    }
     n_tasks = max(100, int(max(ours.values()) * args.seconds))
     others = {}
     if not args.no_celery:

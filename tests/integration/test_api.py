@@ -276,3 +276,61 @@ def test_a_result_that_is_not_the_frame_asked_for_is_rejected_and_redone(
     view = buyer.job(job["id"])
     assert view["tasks"][0]["state"] == "pending" and view["state"] == "running"
     assert prov.wallet()["earned"] == "0"
+
+
+def _echo_file(tmp: Path, task: dict, good: bool = True) -> Path:
+    from gpudepin.workloads.echo import expected
+
+    data = expected(task["job_spec"], task["task_spec"]) if good else b"made up\n"
+    path = tmp / f"{task['id']}.out"
+    path.write_bytes(data)
+    return path
+
+
+def test_a_poll_claims_several_tasks_and_a_batch_counts_each_result_on_its_own(
+    net: Net, tmp_path: Path
+) -> None:
+    buyer = funded_buyer(net)
+    job = buyer.submit_job("echo", {"tasks": 4, "seed": 3}, {}, "0.5")
+    prov, other = net.provider("a"), net.provider("b")
+    mine = prov.poll_tasks(0, 3)
+    assert len({t["id"] for t in mine}) == 3
+    theirs = other.poll_tasks(0, 3)
+    assert [t["id"] for t in theirs] == sorted(
+        {t["id"] for t in buyer.job(job["id"])["tasks"]} - {t["id"] for t in mine}
+    )
+    batch = [
+        (mine[0]["id"], _echo_file(tmp_path, mine[0]), {}),
+        (mine[1]["id"], _echo_file(tmp_path, mine[1]), {}),
+        (mine[2]["id"], _echo_file(tmp_path, mine[2], good=False), {}),
+        (theirs[0]["id"], _echo_file(tmp_path, theirs[0]), {}),  # not prov's to submit
+    ]
+    answers = prov.submit_results(batch)
+    assert [a.get("state") for a in answers] == ["accepted", "accepted", "rejected", None]
+    assert answers[3]["error"]["code"] == "forbidden"
+    # the refused item changed nothing: its owner still submits it, once
+    assert other.submit_results([batch[3]])[0]["state"] == "accepted"
+    redo = other.poll_tasks(0, 3)  # the rejected one is back in the queue
+    assert [t["id"] for t in redo] == [mine[2]["id"]]
+    assert other.submit_results([(redo[0]["id"], _echo_file(tmp_path, redo[0]), {})])[0][
+        "state"
+    ] == "accepted"
+    done = {t["id"]: (t["state"], t["provider"]) for t in buyer.job(job["id"])["tasks"]}
+    assert done == {
+        mine[0]["id"]: ("accepted", prov.address),
+        mine[1]["id"]: ("accepted", prov.address),
+        mine[2]["id"]: ("accepted", other.address),
+        theirs[0]["id"]: ("accepted", other.address),
+    }
+    assert buyer.ledger_summary()["balanced"]
+
+
+def test_a_batch_is_refused_whole_when_malformed(net: Net, tmp_path: Path) -> None:
+    buyer = funded_buyer(net)
+    buyer.submit_job("echo", {"tasks": 2, "seed": 4}, {}, "0.5")
+    prov = net.provider("a")
+    task = prov.poll_tasks(0, 1)[0]
+    path = _echo_file(tmp_path, task)
+    with pytest.raises(InvalidInput, match="twice"):
+        prov.submit_results([(task["id"], path, {}), (task["id"], path, {})])
+    assert prov.submit_results([(task["id"], path, {})])[0]["state"] == "accepted"

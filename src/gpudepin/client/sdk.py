@@ -238,15 +238,24 @@ class Client:
         }
         return dict(self._send("POST", "/providers/register", json=body))
 
-    def heartbeat(self) -> dict[str, Any]:
-        return dict(self._send("POST", "/providers/heartbeat"))
+    def heartbeat(self, held: list[str] | None = None) -> dict[str, Any]:
+        """Say this provider is alive; ``held`` names the tasks it works on, so that only
+        those stay assigned to it (without it, every task assigned to it does)."""
+        body = None if held is None else {"held": held}
+        return dict(self._send("POST", "/providers/heartbeat", json=body))
 
     def poll(self, wait: float) -> dict[str, Any] | None:
+        tasks = self.poll_tasks(wait, 1)
+        return tasks[0] if tasks else None
+
+    def poll_tasks(self, wait: float, max_tasks: int) -> list[dict[str, Any]]:
+        """Long-poll for up to ``max_tasks`` tasks (a check or proof comes alone)."""
         # a long poll outlasts the default read timeout only when it actually waits
         extra = {"timeout": wait + 30} if wait > 0 else {}
-        out = self._send("POST", "/providers/poll", params={"wait": wait}, **extra)
-        task: dict[str, Any] | None = out.get("task")
-        return task
+        params = {"wait": wait, "max_tasks": max_tasks}
+        out = self._send("POST", "/providers/poll", params=params, **extra)
+        tasks: list[dict[str, Any]] = out.get("tasks") or []
+        return tasks
 
     def download_input(self, task_id: str, name: str, dest: Path) -> Path:
         return self._download(f"/tasks/{task_id}/inputs/{name}", dest)
@@ -263,6 +272,27 @@ class Client:
             sha = self.upload(path)
         body |= {"sha256": sha, "signature": sign_text(self.account, result_message(task_id, sha))}
         return dict(self._send("POST", f"/tasks/{task_id}/result", json=body))
+
+    def submit_results(self, results: list[tuple[str, Path, dict[str, Any]]]) -> list[Any]:
+        """Submit several tasks' results, ``(task_id, path, meta)`` each, in one call.
+
+        Each answer is ``{"task_id", "state", "reason"}``, or ``{"task_id", "error"}`` for
+        one the coordinator refused: the others count regardless."""
+        items = []
+        for task_id, path, meta in results:
+            item: dict[str, Any] = {"task_id": task_id, "meta": meta}
+            if path.stat().st_size <= INLINE_RESULT_BYTES:
+                data = path.read_bytes()
+                sha = hashlib.sha256(data).hexdigest()
+                item["content_b64"] = base64.b64encode(data).decode()
+            else:
+                sha = self.upload(path)
+            sig = sign_text(self.account, result_message(task_id, sha))
+            items.append(item | {"sha256": sha, "signature": sig})
+        answers: list[Any] = self._send("POST", "/tasks/results", json={"results": items})[
+            "results"
+        ]
+        return answers
 
     def fail_task(self, task_id: str, reason: str) -> dict[str, Any]:
         """Tell the coordinator this provider could not finish a task it holds."""

@@ -5,10 +5,11 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 from sqlalchemy import insert, select
@@ -31,7 +32,14 @@ from gpudepin.coordinator import (
 )
 from gpudepin.coordinator.app import Runtime
 from gpudepin.coordinator.blobs import check_sha256
-from gpudepin.core.errors import Forbidden, InvalidInput, NotFound, PayloadTooLarge, Unauthorized
+from gpudepin.core.errors import (
+    Forbidden,
+    GpudepinError,
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    Unauthorized,
+)
 from gpudepin.core.money import format_amount, parse_amount
 from gpudepin.identity import recover_signer, result_message
 from gpudepin.workloads import registry
@@ -363,9 +371,14 @@ def register(
 
 
 @router.post("/providers/heartbeat")
-def heartbeat(who: str = Depends(caller), rt: Runtime = Depends(runtime)) -> dict[str, Any]:
+def heartbeat(
+    body: schemas.HeartbeatIn | None = None,
+    who: str = Depends(caller),
+    rt: Runtime = Depends(runtime),
+) -> dict[str, Any]:
+    running = None if body is None else body.held
     with rt.engine.begin() as conn:
-        held = service.heartbeat(conn, who, rt.clock(), rt.settings.assignment_ttl_s)
+        held = service.heartbeat(conn, who, rt.clock(), rt.settings.assignment_ttl_s, running)
         enterprise.note_alive(conn, who, rt.clock(), rt.settings.uptime_max_gap_s)
         shards = artifacts.holder_duties(conn, who, rt.blobs)  # store/send/drop shards
     return {"ok": True, "tasks_held": held, "shards": shards}
@@ -373,9 +386,17 @@ def heartbeat(who: str = Depends(caller), rt: Runtime = Depends(runtime)) -> dic
 
 @router.post("/providers/poll")
 async def poll(
-    wait: float = 0.0, who: str = Depends(caller), rt: Runtime = Depends(runtime)
+    wait: float = 0.0,
+    max_tasks: int = Query(1, ge=1, le=32),
+    who: str = Depends(caller),
+    rt: Runtime = Depends(runtime),
 ) -> dict[str, Any]:
-    """Long-poll for a task: returns at once with one, or after ``wait`` seconds with none.
+    """Long-poll for work: returns at once with some, or after ``wait`` seconds with none.
+
+    ``task`` is the first item; ``tasks`` holds up to ``max_tasks`` job tasks claimed
+    together (an agent with free slots, or one running many tiny tasks, prefetches them;
+    each keeps its own deadline, extended by heartbeats). A hardware proof, check or
+    bisection query always comes alone.
 
     The wait holds no thread and runs no query: the poll sleeps on the event loop until
     new work is announced in this process, or a re-check is due (work announced by
@@ -385,9 +406,9 @@ async def poll(
     deadline = rt.clock() + max(0.0, min(wait, rt.settings.long_poll_s))
     while True:
         generation = rt.work.generation
-        task = await run_in_threadpool(_claim_any, rt, who)
-        if task is not None:
-            return {"task": task}
+        tasks = await run_in_threadpool(_claim_any, rt, who, max_tasks)
+        if tasks:
+            return {"task": tasks[0], "tasks": tasks}
         remaining = deadline - rt.clock()
         if remaining <= 0:
             return {"task": None}
@@ -402,29 +423,28 @@ def _require_provider(rt: Runtime, who: str) -> None:
         service.require_provider(conn, who)
 
 
-def _claim_any(rt: Runtime, who: str) -> dict[str, Any] | None:
-    """A hardware proof or check for ``who`` first, else the oldest task it may run."""
+def _claim_any(rt: Runtime, who: str, most: int) -> list[dict[str, Any]]:
+    """A hardware proof or check for ``who`` first, else the oldest tasks it may run."""
     extra = verification_http.claim_extra(rt, who)
     if extra is not None:
-        return extra
+        return [extra]
     with rt.engine.begin() as conn:
-        claimed = service.claim_task(conn, who, rt.clock(), rt.settings.assignment_ttl_s)
-    if claimed is None:
-        return None
-    task, job = claimed
-    claim = {
-        "id": task.id,
-        "job_id": job.id,
-        "kind": job.kind,
-        "label": task.label,
-        "job_spec": job.spec,
-        "task_spec": task.spec,
-        "inputs": job.inputs,
-        "deadline": task.deadline,
-    }
+        claimed = service.claim_tasks(conn, who, rt.clock(), rt.settings.assignment_ttl_s, most)
+    out = []
     with rt.reader.connect() as conn:  # training that died resumes where it was
-        resumed: dict[str, Any] = ai.resume_claim(conn, claim)
-    return resumed
+        for task, job in claimed:
+            claim = {
+                "id": task.id,
+                "job_id": job.id,
+                "kind": job.kind,
+                "label": task.label,
+                "job_spec": job.spec,
+                "task_spec": task.spec,
+                "inputs": job.inputs,
+                "deadline": task.deadline,
+            }
+            out.append(ai.resume_claim(conn, claim))
+    return out
 
 
 @router.get("/tasks/{task_id}/inputs/{name}")
@@ -448,40 +468,121 @@ def task_input(
 def submit_result(
     task_id: str, body: schemas.ResultIn, who: str = Depends(caller), rt: Runtime = Depends(runtime)
 ) -> dict[str, Any]:
-    sha = check_sha256(body.sha256)
-    if recover_signer(result_message(task_id, sha), body.signature) != who:
-        raise Forbidden("the result's signature is not yours", hint="Sign with the agent's key.")
-    inline = _store_inline(rt, body, sha)
+    sha = _signed_sha(task_id, body, who)
     if verification_http.verification.is_check_id(task_id):
+        inline = _store_inline(rt, body, sha)
         if inline is not None:
             _record_blob(rt, sha, who, inline)
         with rt.reader.connect() as conn:
             _owned_blob(conn, sha, who)
         state = verification_http.submit_check(rt, task_id, who, sha, body.signature)
         return {"task_id": task_id, "state": state, "reason": None}
+    result = _prepare_result(rt, task_id, body, sha, who)
+    with rt.engine.begin() as conn:
+        state = _record_result(conn, rt, who, result)
+    if state != "accepted":
+        rt.notify_work()
+    return {"task_id": task_id, "state": state, "reason": result.rejection}
+
+
+@router.post("/tasks/results")
+def submit_results(
+    body: schemas.ResultsIn, who: str = Depends(caller), rt: Runtime = Depends(runtime)
+) -> dict[str, Any]:
+    """Several tasks' results in one call, written in one transaction.
+
+    Each is judged on its own: one that is refused (not yours, badly signed, ...) gets its
+    error in its place and the others still count. An agent running many tiny tasks
+    saves a round trip and a transaction per task; checks go through the single route.
+    """
+    ids = [r.task_id for r in body.results]
+    if len(set(ids)) != len(ids):
+        raise InvalidInput("a task appears twice in the batch", field="results")
+    if sum(len(r.content_b64 or "") for r in body.results) > BATCH_INLINE_B64:
+        raise PayloadTooLarge(
+            f"the batch carries over {BATCH_INLINE_B64} bytes of inline results",
+            hint="Upload the larger results with PUT /v1/blobs, or send fewer at once.",
+        )
+    answers: dict[str, dict[str, Any]] = {}
+    ready: list[_Result] = []
+    for item in body.results:
+        try:
+            if verification_http.verification.is_check_id(item.task_id):
+                raise InvalidInput(
+                    f"{item.task_id} is a check", hint="Submit checks one at a time."
+                )
+            sha = _signed_sha(item.task_id, item, who)
+            ready.append(_prepare_result(rt, item.task_id, item, sha, who))
+        except GpudepinError as exc:
+            answers[item.task_id] = {"task_id": item.task_id, **exc.to_dict()}
+    with rt.engine.begin() as conn:
+        for result in ready:
+            try:
+                with conn.begin_nested():  # a refused one leaves the others' writes alone
+                    state = _record_result(conn, rt, who, result)
+            except GpudepinError as exc:
+                answers[result.task_id] = {"task_id": result.task_id, **exc.to_dict()}
+            else:
+                answers[result.task_id] = {
+                    "task_id": result.task_id,
+                    "state": state,
+                    "reason": result.rejection,
+                }
+    if any(a.get("state") != "accepted" for a in answers.values()):
+        rt.notify_work()
+    return {"results": [answers[i] for i in ids]}
+
+
+BATCH_INLINE_B64 = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class _Result:
+    """A submitted result that passed the checks needing no write."""
+
+    task_id: str
+    sha256: str
+    signature: str
+    meta: dict[str, Any]
+    inline_size: int | None  # set when its bytes came inline (their blob row is due)
+    rejection: str | None
+
+
+def _signed_sha(task_id: str, body: schemas.ResultIn, who: str) -> str:
+    sha = check_sha256(body.sha256)
+    if recover_signer(result_message(task_id, sha), body.signature) != who:
+        raise Forbidden("the result's signature is not yours", hint="Sign with the agent's key.")
+    return sha
+
+
+def _prepare_result(
+    rt: Runtime, task_id: str, body: schemas.ResultIn, sha: str, who: str
+) -> _Result:
+    inline = _store_inline(rt, body, sha)
     with rt.reader.connect() as conn:
         task = service.require_assigned(conn, task_id, who)
         job = service.get_job(conn, task.job_id)
         if inline is None:
             _owned_blob(conn, sha, who)
     rejection = _check_result(job, task, rt.blobs.open_path(sha))
-    with rt.engine.begin() as conn:
-        if inline is not None:
-            _note_blob(conn, sha, who, inline, rt.clock())
-        state = service.submit_result(
-            conn,
-            provider=who,
-            task_id=task_id,
-            sha256=sha,
-            signature=body.signature,
-            meta=body.meta,
-            rejection=rejection,
-            fee_bps=rt.settings.fee_bps,
-            now=rt.clock(),
-        )
-    if state != "accepted":
-        rt.notify_work()
-    return {"task_id": task_id, "state": state, "reason": rejection}
+    return _Result(task_id, sha, body.signature, body.meta, inline, rejection)
+
+
+def _record_result(conn: Any, rt: Runtime, who: str, result: _Result) -> str:
+    if result.inline_size is not None:
+        _note_blob(conn, result.sha256, who, result.inline_size, rt.clock())
+    state: str = service.submit_result(
+        conn,
+        provider=who,
+        task_id=result.task_id,
+        sha256=result.sha256,
+        signature=result.signature,
+        meta=result.meta,
+        rejection=result.rejection,
+        fee_bps=rt.settings.fee_bps,
+        now=rt.clock(),
+    )
+    return state
 
 
 @router.post("/tasks/{task_id}/fail")

@@ -47,12 +47,24 @@ class RegisterIn(BaseModel):
     agent_version: str = ""
 
 
+class HeartbeatIn(BaseModel):
+    held: list[str] | None = Field(default=None, max_length=256)  # tasks the agent runs
+
+
 class ResultIn(BaseModel):
     sha256: str
     signature: str = Field(max_length=200)
     meta: dict[str, Any] = Field(default_factory=dict)
     # the result's bytes, base64, instead of an upload beforehand (saves a round trip)
     content_b64: str | None = Field(default=None, max_length=(INLINE_RESULT_BYTES + 2) // 3 * 4)
+
+
+class TaskResultIn(ResultIn):
+    task_id: str = Field(max_length=80)
+
+
+class ResultsIn(BaseModel):
+    results: list[TaskResultIn] = Field(min_length=1, max_length=64)
 
 
 class AmountIn(BaseModel):

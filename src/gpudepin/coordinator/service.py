@@ -117,17 +117,26 @@ def require_provider(conn: Connection, address: str) -> Any:
     return row
 
 
-def heartbeat(conn: Connection, address: str, now: float, ttl: float) -> int:
-    """Mark the provider alive and extend the deadlines of the tasks it holds."""
+def heartbeat(
+    conn: Connection, address: str, now: float, ttl: float, held: list[str] | None = None
+) -> int:
+    """Mark the provider alive and extend the deadlines of the tasks it holds.
+
+    ``held`` are the ids the agent says it is working on: a task assigned to it that it
+    does not name (its claim's answer was lost, say, to a coordinator killed after the
+    claim committed) is then left to expire and go elsewhere instead of being kept alive
+    by every beat. Without ``held`` (older agents) every task assigned to it is extended.
+    """
     require_provider(conn, address)
     conn.execute(
         update(db.providers).where(db.providers.c.address == address).values(last_seen=now)
     )
-    res = conn.execute(
-        update(db.tasks)
-        .where(db.tasks.c.provider == address, db.tasks.c.state == TaskState.ASSIGNED.value)
-        .values(deadline=now + ttl)
+    mine = update(db.tasks).where(
+        db.tasks.c.provider == address, db.tasks.c.state == TaskState.ASSIGNED.value
     )
+    if held is not None:
+        mine = mine.where(db.tasks.c.id.in_(held))
+    res = conn.execute(mine.values(deadline=now + ttl))
     from gpudepin.coordinator import verification  # it builds on this module
 
     verification.extend_checks(conn, address, now, ttl)
@@ -279,11 +288,16 @@ def cancel_job(conn: Connection, buyer: str, job_id: str, now: float) -> None:
 # ---- tasks ----------------------------------------------------------------------------
 
 
-def claim_task(conn: Connection, provider: str, now: float, ttl: float) -> Any | None:
-    """Assign the oldest pending task to ``provider``; safe with concurrent agents."""
+def claim_tasks(conn: Connection, provider: str, now: float, ttl: float, most: int) -> list[Any]:
+    """Assign up to ``most`` of the oldest pending tasks to ``provider``, as ``(task, job)``
+    pairs; safe with concurrent agents. A straggler's copy, when one is due, comes alone.
+
+    The statements do not grow with ``most`` (one select, one compare-and-set update, one
+    read back), so an agent prefetching tiny tasks costs about what one claim does.
+    """
     copy = speculation.claim_copy(conn, provider, now, ttl)  # stragglers' copies first
     if copy is not None:
-        return copy
+        return [copy]
     active = select(db.jobs.c.id).where(
         db.jobs.c.state.in_([JobState.FUNDED.value, JobState.RUNNING.value])
     )
@@ -299,17 +313,17 @@ def claim_task(conn: Connection, provider: str, now: float, ttl: float) -> Any |
             verification.claimable_by(db.tasks.c.id, provider),
         )
         .order_by(db.tasks.c.updated_at, db.tasks.c.idx)
-        .limit(1)
+        .limit(most)
     )
     if conn.dialect.name == PG:
         q = q.with_for_update(skip_locked=True, of=db.tasks)
-    row = conn.execute(q).first()
-    if row is None:
-        return None
-    # compare-and-set: only one claimant can move it out of pending
-    res = conn.execute(
+    ids = [row.id for row in conn.execute(q)]
+    if not ids:
+        return []
+    # compare-and-set: only one claimant can move a task out of pending
+    conn.execute(
         update(db.tasks)
-        .where(db.tasks.c.id == row.id, db.tasks.c.state == TaskState.PENDING.value)
+        .where(db.tasks.c.id.in_(ids), db.tasks.c.state == TaskState.PENDING.value)
         .values(
             state=TaskState.ASSIGNED.value,
             provider=provider,
@@ -319,22 +333,40 @@ def claim_task(conn: Connection, provider: str, now: float, ttl: float) -> Any |
             updated_at=now,
         )
     )
-    if res.rowcount != 1:
-        return None
-    market.on_claimed(conn, row.id, row.job_id, provider, now)  # the winner's bid prices it
-    job = get_job(conn, row.job_id)
-    if job.state == JobState.FUNDED.value:
-        # agents claiming two tasks of one job at once both see it funded: the first
-        # moves it to running, the second finds that already done
-        job_transition(JobState.FUNDED, JobState.RUNNING)
-        conn.execute(
-            update(db.jobs)
-            .where(db.jobs.c.id == job.id, db.jobs.c.state == JobState.FUNDED.value)
-            .values(state=JobState.RUNNING.value, updated_at=now)
+    won = conn.execute(
+        select(db.tasks.c.id, db.tasks.c.job_id).where(
+            db.tasks.c.id.in_(ids),
+            db.tasks.c.state == TaskState.ASSIGNED.value,
+            db.tasks.c.provider == provider,
+            db.tasks.c.assigned_at == now,
         )
-    store.record(conn, now, "task_assigned", job_id=row.job_id, task_id=row.id, actor=provider)
-    task = conn.execute(select(db.tasks).where(db.tasks.c.id == row.id)).one()
-    return task, job
+    ).all()
+    if not won:
+        return []
+    for row in won:
+        market.on_claimed(conn, row.id, row.job_id, provider, now)  # the winner's bid prices it
+    jobs = {}
+    for job_id in {row.job_id for row in won}:
+        job = get_job(conn, job_id)
+        if job.state == JobState.FUNDED.value:
+            # agents claiming two tasks of one job at once both see it funded: the first
+            # moves it to running, the second finds that already done
+            job_transition(JobState.FUNDED, JobState.RUNNING)
+            conn.execute(
+                update(db.jobs)
+                .where(db.jobs.c.id == job.id, db.jobs.c.state == JobState.FUNDED.value)
+                .values(state=JobState.RUNNING.value, updated_at=now)
+            )
+        jobs[job_id] = job
+    store.record_many(
+        conn,
+        now,
+        "task_assigned",
+        [{"job_id": row.job_id, "task_id": row.id, "actor": provider} for row in won],
+    )
+    tasks = conn.execute(select(db.tasks).where(db.tasks.c.id.in_([r.id for r in won])))
+    by_id = {t.id: t for t in tasks}
+    return [(by_id[i], jobs[by_id[i].job_id]) for i in ids if i in by_id]
 
 
 def get_task(conn: Connection, task_id: str) -> Any:

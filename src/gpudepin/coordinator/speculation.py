@@ -9,7 +9,7 @@ others look slow). The windows are rebuilt from the log after a restart.
 **A race.** When ``core.hedging.stragglers`` names a running task, the duty records a
 race in ``task_copies``: one row mirroring the original attempt (``speculative`` false)
 and one ``wanted`` copy. The next poll of any other provider that may run the job gets
-the copy before ordinary work (``claim_copy``, called first by ``service.claim_task``),
+the copy before ordinary work (``claim_copy``, called first by ``service.claim_tasks``),
 under the same task id. The copy's holder downloads inputs and submits like any holder.
 
 **The end of a race.** The first result that passes the workload's check wins: a copy
@@ -237,7 +237,7 @@ def straggler_duty(rt: Runtime) -> None:
 
 
 def claim_copy(conn: Connection, provider: str, now: float, ttl: float) -> Any | None:
-    """Hand a wanted copy to ``provider``: (task, job) as ``service.claim_task`` returns."""
+    """Hand a wanted copy to ``provider``: (task, job) as ``service.claim_tasks`` returns each."""
     t, c = db.tasks, task_copies
     mine = c.alias("mine")
     q = (

@@ -84,3 +84,22 @@ def record(
             at=now, job_id=job_id, task_id=task_id, actor=actor, kind=kind, detail=detail
         )
     )
+
+
+def record_many(conn: Connection, now: float, kind: str, rows: list[dict[str, Any]]) -> None:
+    """Append several events of one kind at once; each row names its ``job_id``,
+    ``task_id`` and ``actor`` (any of them may be None) and may carry ``detail``."""
+    conn.execute(
+        insert(db.events),
+        [
+            {
+                "at": now,
+                "job_id": r.get("job_id"),
+                "task_id": r.get("task_id"),
+                "actor": r.get("actor"),
+                "kind": kind,
+                "detail": r.get("detail", {}),
+            }
+            for r in rows
+        ],
+    )
