@@ -312,9 +312,10 @@ def test_a_poll_claims_several_tasks_and_a_batch_counts_each_result_on_its_own(
     assert other.submit_results([batch[3]])[0]["state"] == "accepted"
     redo = other.poll_tasks(0, 3)  # the rejected one is back in the queue
     assert [t["id"] for t in redo] == [mine[2]["id"]]
-    assert other.submit_results([(redo[0]["id"], _echo_file(tmp_path, redo[0]), {})])[0][
-        "state"
-    ] == "accepted"
+    assert (
+        other.submit_results([(redo[0]["id"], _echo_file(tmp_path, redo[0]), {})])[0]["state"]
+        == "accepted"
+    )
     done = {t["id"]: (t["state"], t["provider"]) for t in buyer.job(job["id"])["tasks"]}
     assert done == {
         mine[0]["id"]: ("accepted", prov.address),
