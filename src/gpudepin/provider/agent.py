@@ -62,6 +62,9 @@ class Agent:
         self.done = 0
         self.shards = ShardKeeper(client, workdir / "shards")
         self._disk_trouble: str | None = None
+        # the tasks this agent works on, named in every heartbeat (replaced, not mutated:
+        # the heartbeat thread reads it)
+        self._held: frozenset[str] = frozenset()
 
     # retry forever with capped exponential backoff: the coordinator may be restarting
     def _retry(self, what: str, fn: Any, *args: Any) -> Any:
@@ -98,7 +101,7 @@ class Agent:
     def _heartbeats(self) -> None:
         while not self.stop.wait(self.config.heartbeat_s):
             try:
-                self.shards.handle(self.client.heartbeat().get("shards"))
+                self.shards.handle(self.client.heartbeat(sorted(self._held)).get("shards"))
             except Forbidden:
                 self._retry("re-register", self.register)
             except GpudepinError as exc:
@@ -137,7 +140,11 @@ class Agent:
             elif task and task["kind"] == "bisect":  # a training dispute (docs/verification.md)
                 self.answer_bisection(task)
             elif task:
-                self._run_task(task)
+                self._held = self._held | {task["id"]}
+                try:
+                    self._run_task(task)
+                finally:
+                    self._held = self._held - {task["id"]}
                 self.done += 1
                 if self.config.max_tasks is not None and self.done >= self.config.max_tasks:
                     break
