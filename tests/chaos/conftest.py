@@ -1,6 +1,7 @@
-"""Every test here injects faults into live processes and is timing-sensitive on a busy
-two-core machine: they carry the `chaos` marker, which `scripts/test` leaves out unless
-asked (`bash scripts/test -m chaos`)."""
+"""Every test here injects faults into live processes and takes seconds to minutes on a
+busy two-core machine: they carry the `chaos` marker, which `scripts/test` leaves out
+unless asked (`bash scripts/test -m chaos`); `.ci/run` runs them as a step of their own,
+bounded by `timeout 900` (docs/chaos.md)."""
 
 from __future__ import annotations
 
