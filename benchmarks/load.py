@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import hashlib
 import os
 import random
@@ -45,6 +46,7 @@ from gpudepin.workloads.echo import expected
 HERE = Path(__file__).resolve().parent
 PG_ADMIN = os.environ.get("GPUDEPIN_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 HEARTBEAT_S = 10.0
+PER_CLIENT = 50
 LONG_POLL_S = 10.0  # as the real agent: a poll waits up to this long for work
 JOB_TASKS = 200
 BACKLOG_PER_PROVIDER = 1.5  # tasks queued or running per provider: none waits for work
@@ -186,10 +188,18 @@ async def drive(
     (each task takes ``task_s`` to run, as real work does: the latency figures) and a
     saturated one (tasks take no time: the most the coordinator dispatches)."""
     phases = [Stats(task_s=task_s), Stats(task_s=0.0, batch=batch)]
-    limits = httpx.Limits(max_connections=n + 10, max_keepalive_connections=n + 10)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=LONG_POLL_S + 30) as http:
+    # one httpx client per 50 providers: a pool scans its connections on every request,
+    # and one pool of a thousand made this process, not the coordinator, the bottleneck
+    limits = httpx.Limits(max_connections=PER_CLIENT + 10, max_keepalive_connections=PER_CLIENT)
+    async with contextlib.AsyncExitStack() as stack:
+        https = [
+            await stack.enter_async_context(
+                httpx.AsyncClient(base_url=url, limits=limits, timeout=LONG_POLL_S + 30)
+            )
+            for _ in range(n // PER_CLIENT + 1)
+        ]
         accounts = keys(n + 1)
-        apis = [Api(http, a, phases[0]) for a in accounts]
+        apis = [Api(https[i // PER_CLIENT], a, phases[0]) for i, a in enumerate(accounts)]
         gate = asyncio.Semaphore(50)
 
         async def sign_in(a: Api) -> None:

@@ -32,6 +32,7 @@ from gpudepin.coordinator import (
 )
 from gpudepin.coordinator.app import Runtime
 from gpudepin.coordinator.blobs import check_sha256
+from gpudepin.coordinator.heartbeats import Heartbeats
 from gpudepin.core.errors import (
     Forbidden,
     GpudepinError,
@@ -371,17 +372,17 @@ def register(
 
 
 @router.post("/providers/heartbeat")
-def heartbeat(
+async def heartbeat(
     body: schemas.HeartbeatIn | None = None,
     who: str = Depends(caller),
     rt: Runtime = Depends(runtime),
 ) -> dict[str, Any]:
-    running = None if body is None else body.held
-    with rt.engine.begin() as conn:
-        held = service.heartbeat(conn, who, rt.clock(), rt.settings.assignment_ttl_s, running)
-        enterprise.note_alive(conn, who, rt.clock(), rt.settings.uptime_max_gap_s)
-        shards = artifacts.holder_duties(conn, who, rt.blobs)  # store/send/drop shards
-    return {"ok": True, "tasks_held": held, "shards": shards}
+    """Mark the agent alive and keep the tasks it names (all it holds, without a list)."""
+    beats = rt.caches.get("heartbeats")
+    if beats is None:
+        beats = rt.caches["heartbeats"] = Heartbeats(rt)
+    answer = await beats.beat(who, None if body is None else body.held)
+    return {"ok": True, **answer}
 
 
 @router.post("/providers/poll")
@@ -399,8 +400,8 @@ async def poll(
     bisection query always comes alone.
 
     The wait holds no thread and runs no query: the poll sleeps on the event loop until
-    new work is announced in this process, or a re-check is due (work announced by
-    another coordinator sharing the database is found that way).
+    new work is announced in this process (work announced by another coordinator
+    sharing the database is found by the agent's next poll, ``wait`` seconds later).
     """
     await run_in_threadpool(_require_provider, rt, who)
     deadline = rt.clock() + max(0.0, min(wait, rt.settings.long_poll_s))
@@ -410,12 +411,11 @@ async def poll(
         if tasks:
             return {"task": tasks[0], "tasks": tasks}
         remaining = deadline - rt.clock()
-        if remaining <= 0:
+        # an idle poll looks again only when woken: a thousand of them re-checking on a
+        # timer kept the coordinator busy finding nothing; work nobody announced here
+        # (another coordinator's) is found by the agent's next poll
+        if remaining <= 0 or not await rt.work.wait(generation, remaining, max_tasks):
             return {"task": None}
-        await rt.work.wait(generation, min(remaining, POLL_RECHECK_S))
-
-
-POLL_RECHECK_S = 2.0  # bounds the delay of work announced by another coordinator
 
 
 def _require_provider(rt: Runtime, who: str) -> None:
@@ -428,6 +428,9 @@ def _claim_any(rt: Runtime, who: str, most: int) -> list[dict[str, Any]]:
     extra = verification_http.claim_extra(rt, who)
     if extra is not None:
         return [extra]
+    with rt.reader.connect() as conn:
+        if not service.may_claim(conn, who):
+            return []
     with rt.engine.begin() as conn:
         claimed = service.claim_tasks(conn, who, rt.clock(), rt.settings.assignment_ttl_s, most)
     out = []

@@ -407,7 +407,7 @@ async def market_work(
         remaining = deadline - rt.clock()
         if fresh or remaining <= 0:
             return work
-        await rt.offers.wait(generation, min(remaining, 0.5))
+        await rt.offers.wait(generation, remaining)  # then one last look at the deadline
 
 
 @router.post("/orders/{order_id}/bids", status_code=201)

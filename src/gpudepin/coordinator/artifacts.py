@@ -236,19 +236,24 @@ def store_artifact(rt: Runtime, job_id: str | None, name: str, sha: str) -> dict
 # ---- holders --------------------------------------------------------------------------
 
 
-def holder_duties(conn: Connection, provider: str, blobs: BlobStore) -> dict[str, list[Any]]:
-    """What ``provider`` should do for the shards it holds (sent with its heartbeat)."""
-    rows = list(conn.execute(select(shard_holders).where(shard_holders.c.provider == provider)))
-    duties: dict[str, list[Any]] = {"store": [], "send": [], "drop": []}
+def holder_duties(
+    conn: Connection, providers: list[str], blobs: BlobStore
+) -> dict[str, dict[str, list[Any]]]:
+    """What each provider should do for the shards it holds (sent with its heartbeat)."""
+    rows = conn.execute(select(shard_holders).where(shard_holders.c.provider.in_(providers)))
+    duties: dict[str, dict[str, list[Any]]] = {p: {} for p in providers}
     for r in rows:
         ref = {"artifact": r.artifact, "index": r.idx, "sha256": r.sha256}
         if r.state == PENDING and blobs.exists(r.sha256):
-            duties["store"].append(ref)
+            duty = "store"
         elif r.state == HELD and r.send_requested_at is not None and not blobs.exists(r.sha256):
-            duties["send"].append(ref)
+            duty = "send"
         elif r.state == LOST:
-            duties["drop"].append(ref)
-    return {k: v for k, v in duties.items() if v}
+            duty = "drop"
+        else:
+            continue
+        duties[r.provider].setdefault(duty, []).append(ref)
+    return duties
 
 
 def _row(conn: Connection, artifact: str, idx: int, provider: str, states: tuple[str, ...]) -> Any:

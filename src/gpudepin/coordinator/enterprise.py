@@ -104,29 +104,19 @@ def enterprise_params(settings: Any) -> EnterpriseParams:
 # ---- uptime evidence ------------------------------------------------------------------
 
 
-def note_alive(conn: Connection, provider: str, now: float, max_gap: float) -> None:
-    """Extend the provider's current run of heartbeats, or open a new one after a gap."""
-    res = conn.execute(
+def note_alive(conn: Connection, providers: list[str], now: float, max_gap: float) -> None:
+    """Extend each provider's current run of heartbeats, or open a new one after a gap."""
+    r = alive_runs.c
+    conn.execute(
         update(alive_runs)
-        .where(alive_runs.c.provider == provider, alive_runs.c.ended_at >= now - max_gap)
+        .where(r.provider.in_(providers), r.ended_at >= now - max_gap)
         .values(ended_at=now)
     )
-    if not res.rowcount:
-        conn.execute(insert(alive_runs).values(provider=provider, started_at=now, ended_at=now))
-
-
-def runs_of(conn: Connection, provider: str, since: float) -> list[tuple[float, float]]:
-    q = select(alive_runs.c.started_at, alive_runs.c.ended_at).where(
-        alive_runs.c.provider == provider, alive_runs.c.ended_at >= since
-    )
-    return [(r.started_at, r.ended_at) for r in conn.execute(q)]
-
-
-def measured_uptime(
-    conn: Connection, provider: str, start: float, end: float, max_gap: float
-) -> float:
-    """The provider's uptime over ``[start, end]`` from its stored runs of heartbeats."""
-    return uptime_from_runs(runs_of(conn, provider, start - max_gap), start, end, max_gap)
+    running = select(r.provider).where(r.provider.in_(providers), r.ended_at == now)
+    fresh = set(providers) - set(conn.execute(running).scalars())
+    if fresh:
+        rows = [{"provider": p, "started_at": now, "ended_at": now} for p in sorted(fresh)]
+        conn.execute(insert(alive_runs), rows)
 
 
 # ---- standing -------------------------------------------------------------------------
@@ -167,6 +157,13 @@ def profiles(conn: Connection, settings: Any, now: float) -> list[ProviderProfil
     rows = list(conn.execute(select(db.providers)))
     stakes = store.balances_for(conn, [ledger.stake_account(r.address) for r in rows])
     start = now - params.uptime_window_s
+    gap = settings.uptime_max_gap_s
+    runs: dict[str, list[tuple[float, float]]] = {}
+    a = alive_runs.c
+    for run in conn.execute(
+        select(a.provider, a.started_at, a.ended_at).where(a.ended_at >= start - gap)
+    ):  # every provider's runs in one query: a thousand providers were a thousand queries
+        runs.setdefault(run.provider, []).append((run.started_at, run.ended_at))
     out = []
     for r in rows:
         out.append(
@@ -177,16 +174,17 @@ def profiles(conn: Connection, settings: Any, now: float) -> list[ProviderProfil
                 gpu_class=r.gpu_class,
                 hardware_proven=r.address in proven,
                 stake=stakes[ledger.stake_account(r.address)],
-                uptime_30d=measured_uptime(conn, r.address, start, now, settings.uptime_max_gap_s),
+                uptime_30d=uptime_from_runs(runs.get(r.address, []), start, now, gap),
             )
         )
     return out
 
 
-def refresh_standing(conn: Connection, settings: Any, now: float) -> list[ProviderProfile]:
-    """Recompute every provider's enterprise standing; return the profiles."""
+def save_standing(
+    conn: Connection, settings: Any, now: float, found: list[ProviderProfile]
+) -> None:
+    """Store every provider's enterprise standing from its freshly computed profile."""
     params = enterprise_params(settings)
-    found = profiles(conn, settings, now)
     conn.execute(delete(provider_standing))
     if found:
         conn.execute(
@@ -204,7 +202,6 @@ def refresh_standing(conn: Connection, settings: Any, now: float) -> list[Provid
                 for p in found
             ],
         )
-    return found
 
 
 # ---- jobs -----------------------------------------------------------------------------
@@ -401,8 +398,10 @@ def sla_duty(rt: Runtime) -> None:
     with rt.reader.connect() as conn:
         last = conn.execute(select(func.max(provider_standing.c.computed_at))).scalar()
     if last is None or now - last >= rt.settings.standing_refresh_s:
+        with rt.reader.connect() as conn:  # computed without holding the writer
+            found = profiles(conn, rt.settings, now)
         with rt.engine.begin() as conn:
-            refresh_standing(conn, rt.settings, now)
+            save_standing(conn, rt.settings, now, found)
     with rt.engine.begin() as conn:
         settle_deadlines(conn, now)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, func, insert, select, tuple_, update
 
 from gpudepin.coordinator import db, enterprise, market, speculation, store
 from gpudepin.core import ledger
@@ -117,31 +117,49 @@ def require_provider(conn: Connection, address: str) -> Any:
     return row
 
 
-def heartbeat(
-    conn: Connection, address: str, now: float, ttl: float, held: list[str] | None = None
-) -> int:
-    """Mark the provider alive and extend the deadlines of the tasks it holds.
+def heartbeats(
+    conn: Connection, beats: dict[str, list[str] | None], now: float, ttl: float
+) -> dict[str, int]:
+    """Mark providers alive and extend the deadlines of the tasks they hold, for many
+    heartbeats at once (the statements do not grow with their number); returns how many
+    tasks each beat extended. Callers check each address with ``require_provider``.
 
-    ``held`` are the ids the agent says it is working on: a task assigned to it that it
-    does not name (its claim's answer was lost, say, to a coordinator killed after the
-    claim committed) is then left to expire and go elsewhere instead of being kept alive
-    by every beat. Without ``held`` (older agents) every task assigned to it is extended.
+    A beat's list names the ids the agent says it is working on: a task assigned to it
+    that it does not name (its claim's answer was lost, say, to a coordinator killed
+    after the claim committed) is then left to expire and go elsewhere instead of being
+    kept alive by every beat. Without a list (older agents) every task assigned to it is
+    extended.
     """
-    require_provider(conn, address)
+    addresses = list(beats)
     conn.execute(
-        update(db.providers).where(db.providers.c.address == address).values(last_seen=now)
+        update(db.providers).where(db.providers.c.address.in_(addresses)).values(last_seen=now)
     )
-    mine = update(db.tasks).where(
-        db.tasks.c.provider == address, db.tasks.c.state == TaskState.ASSIGNED.value
+    t = db.tasks.c
+    assigned = t.state == TaskState.ASSIGNED.value
+    every = [a for a, held in beats.items() if held is None]
+    named = [(a, task_id) for a, held in beats.items() for task_id in held or []]
+    if every:
+        conn.execute(
+            update(db.tasks).where(assigned, t.provider.in_(every)).values(deadline=now + ttl)
+        )
+    if named:
+        conn.execute(
+            update(db.tasks)
+            .where(assigned, tuple_(t.provider, t.id).in_(named))
+            .values(deadline=now + ttl)
+        )
+    counts = conn.execute(
+        select(t.provider, func.count())
+        .where(assigned, t.provider.in_(addresses), t.deadline == now + ttl)
+        .group_by(t.provider)
     )
-    if held is not None:
-        mine = mine.where(db.tasks.c.id.in_(held))
-    res = conn.execute(mine.values(deadline=now + ttl))
     from gpudepin.coordinator import verification  # it builds on this module
 
-    verification.extend_checks(conn, address, now, ttl)
-    speculation.extend_copies(conn, address, now, ttl)
-    return res.rowcount or 0
+    verification.extend_checks(conn, addresses, now, ttl)
+    speculation.extend_copies(conn, addresses, now, ttl)
+    extended = {a: 0 for a in addresses}
+    extended.update({row[0]: int(row[1]) for row in counts})
+    return extended
 
 
 # ---- jobs -----------------------------------------------------------------------------
@@ -288,6 +306,30 @@ def cancel_job(conn: Connection, buyer: str, job_id: str, now: float) -> None:
 # ---- tasks ----------------------------------------------------------------------------
 
 
+def _pending_for(provider: str) -> Any:
+    """The pending tasks of active jobs that ``provider`` may run."""
+    from gpudepin.coordinator import verification  # it builds on this module
+
+    active = select(db.jobs.c.id).where(
+        db.jobs.c.state.in_([JobState.FUNDED.value, JobState.RUNNING.value])
+    )
+    return select(db.tasks.c.id, db.tasks.c.job_id).where(
+        db.tasks.c.state == TaskState.PENDING.value,
+        db.tasks.c.job_id.in_(active),
+        enterprise.claimable_by(db.tasks.c.job_id, provider),
+        market.claimable_by(db.tasks.c.job_id, provider),
+        verification.claimable_by(db.tasks.c.id, provider),
+    )
+
+
+def may_claim(conn: Connection, provider: str) -> bool:
+    """Whether ``claim_tasks`` could find anything for ``provider``. It only reads, so an
+    idle poll asks it first and leaves the writer lock to those with work to claim."""
+    if speculation.copy_wanted(conn):
+        return True
+    return conn.execute(_pending_for(provider).limit(1)).first() is not None
+
+
 def claim_tasks(conn: Connection, provider: str, now: float, ttl: float, most: int) -> list[Any]:
     """Assign up to ``most`` of the oldest pending tasks to ``provider``, as ``(task, job)``
     pairs; safe with concurrent agents. A straggler's copy, when one is due, comes alone.
@@ -298,23 +340,7 @@ def claim_tasks(conn: Connection, provider: str, now: float, ttl: float, most: i
     copy = speculation.claim_copy(conn, provider, now, ttl)  # stragglers' copies first
     if copy is not None:
         return [copy]
-    active = select(db.jobs.c.id).where(
-        db.jobs.c.state.in_([JobState.FUNDED.value, JobState.RUNNING.value])
-    )
-    from gpudepin.coordinator import verification  # it builds on this module
-
-    q = (
-        select(db.tasks.c.id, db.tasks.c.job_id)
-        .where(
-            db.tasks.c.state == TaskState.PENDING.value,
-            db.tasks.c.job_id.in_(active),
-            enterprise.claimable_by(db.tasks.c.job_id, provider),
-            market.claimable_by(db.tasks.c.job_id, provider),
-            verification.claimable_by(db.tasks.c.id, provider),
-        )
-        .order_by(db.tasks.c.updated_at, db.tasks.c.idx)
-        .limit(most)
-    )
+    q = _pending_for(provider).order_by(db.tasks.c.updated_at, db.tasks.c.idx).limit(most)
     if conn.dialect.name == PG:
         q = q.with_for_update(skip_locked=True, of=db.tasks)
     ids = [row.id for row in conn.execute(q)]

@@ -18,36 +18,44 @@ class WorkSignal:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._waiters: deque[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = deque()
+        # (loop, future, how many tasks the waiter would take)
+        self._waiters: deque[tuple[asyncio.AbstractEventLoop, asyncio.Future[None], int]] = deque()
         self.generation = 0
 
     def notify(self, n: int | None = None) -> None:
-        """Wake ``n`` waiters, oldest first (all when ``n`` is None).
+        """Wake, oldest first, enough waiters to take ``n`` new tasks (all when None).
 
-        Waking only as many polls as there are new tasks spares the rest a claim
-        that would find nothing; a woken poll that cannot take the work (residency,
-        say) finds it on its next re-check instead.
+        Waking only as many polls as the new work can keep busy spares the rest a claim
+        that would find nothing; work a woken poll cannot take (residency, say) is found
+        by the next poll of an agent that can.
         """
+        woken = []
         with self._lock:
             self.generation += 1
-            k = len(self._waiters) if n is None else min(n, len(self._waiters))
-            woken = [self._waiters.popleft() for _ in range(k)]
-        for loop, fut in woken:
+            want = len(self._waiters) if n is None else n
+            while self._waiters and want > 0:
+                entry = self._waiters.popleft()
+                woken.append(entry)
+                want -= 1 if n is None else entry[2]
+        for loop, fut, _ in woken:
             loop.call_soon_threadsafe(_resolve, fut)
 
-    async def wait(self, generation: int, timeout: float) -> None:
-        """Return when notified, after ``timeout`` s, or at once if ``generation`` is old."""
+    async def wait(self, generation: int, timeout: float, takes: int = 1) -> bool:
+        """Wait to be notified (True), at most ``timeout`` s (False); True at once if
+        ``generation`` is no longer current (something was announced meanwhile).
+        ``takes`` is how many tasks this waiter would claim when woken."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
-        entry = (loop, fut)
+        entry = (loop, fut, takes)
         with self._lock:
             if self.generation != generation:
-                return
+                return True
             self._waiters.append(entry)
         try:
             await asyncio.wait_for(asyncio.shield(fut), timeout)
+            return True
         except TimeoutError:
-            pass
+            return False
         finally:
             with self._lock:
                 if entry in self._waiters:

@@ -236,6 +236,12 @@ def straggler_duty(rt: Runtime) -> None:
 # ---- copies on the claim path ---------------------------------------------------------
 
 
+def copy_wanted(conn: Connection) -> bool:
+    """Whether any straggler's copy is waiting for a provider."""
+    q = select(task_copies.c.id).where(task_copies.c.state == WANTED).limit(1)
+    return conn.execute(q).first() is not None
+
+
 def claim_copy(conn: Connection, provider: str, now: float, ttl: float) -> Any | None:
     """Hand a wanted copy to ``provider``: (task, job) as ``service.claim_tasks`` returns each."""
     t, c = db.tasks, task_copies
@@ -312,11 +318,11 @@ def refusal(conn: Connection, task_id: str, provider: str) -> str | None:
     )
 
 
-def extend_copies(conn: Connection, provider: str, now: float, ttl: float) -> None:
+def extend_copies(conn: Connection, providers: list[str], now: float, ttl: float) -> None:
     """A heartbeat keeps the provider's running copies alive, like its tasks."""
     conn.execute(
         update(task_copies)
-        .where(task_copies.c.provider == provider, task_copies.c.state == RUNNING)
+        .where(task_copies.c.provider.in_(providers), task_copies.c.state == RUNNING)
         .values(deadline=now + ttl)
     )
 

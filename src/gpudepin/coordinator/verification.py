@@ -608,11 +608,11 @@ def fail_check(conn: Connection, check_id: str, provider: str, reason: str, now:
     return "expired"
 
 
-def extend_checks(conn: Connection, provider: str, now: float, ttl: float) -> None:
+def extend_checks(conn: Connection, providers: list[str], now: float, ttl: float) -> None:
     """Heartbeats keep a running check alive, like a task."""
     conn.execute(
         update(tv.checks)
-        .where(tv.checks.c.checker == provider, tv.checks.c.state == "running")
+        .where(tv.checks.c.checker.in_(providers), tv.checks.c.state == "running")
         .values(deadline=now + ttl)
     )
 
