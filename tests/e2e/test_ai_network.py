@@ -118,7 +118,8 @@ def test_training_resumes_on_another_provider_and_its_commitments_reproduce(
     buyer = buyer_of(posted_price)
     wait_for("a provider", lambda: online(buyer) == 1)
     spec_path = tmp_path / "spec.toml"
-    spec_path.write_text(training.demo_spec("mlp", steps=1000, checkpoint_interval=100))
+    # long enough that the kill lands mid-run on a busy machine too
+    spec_path.write_text(training.demo_spec("mlp", steps=2000, checkpoint_interval=200))
     data = training.make_digits_npz(tmp_path / "digits.npz")
     job = buyer.submit_job("train", {}, {"spec": spec_path, "dataset": data}, "1")
 
@@ -126,8 +127,8 @@ def test_training_resumes_on_another_provider_and_its_commitments_reproduce(
         tasks = buyer.job_progress(job["id"])["tasks"]
         return int(tasks[0]["step"]) if tasks else 0
 
-    wait_for("a first checkpoint uploaded", lambda: step() >= 100)
-    assert buyer.job(job["id"])["state"] == "running", "it finished before the kill"
+    wait_for("a first checkpoint uploaded", lambda: step() >= 200)
+    assert buyer.job(job["id"])["tasks"][0]["state"] == "assigned", "it finished before the kill"
     posted_price.kill("provider-1")
     killed_at = step()
     posted_price.start_provider(2)
@@ -142,7 +143,7 @@ def test_training_resumes_on_another_provider_and_its_commitments_reproduce(
         resumed_from = json.loads(packed.read("losses.json"))["start_step"]
     assert resumed_from >= killed_at > 0  # not from step 0
     direct = training.WORKLOAD.run(
-        done["spec"], {"start_step": 0, "end_step": 1000}, {"dataset": data},
+        done["spec"], {"start_step": 0, "end_step": 2000}, {"dataset": data},
         RunContext(tmp_path / "direct"),
     )  # fmt: skip
     expected = training.read_result(direct)["commitments"]
