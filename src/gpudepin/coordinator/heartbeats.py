@@ -11,6 +11,7 @@ before it is stored). Under no load a batch is a single beat, written at once.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,8 @@ from gpudepin.coordinator import tables_verification as tv
 
 if TYPE_CHECKING:
     from gpudepin.coordinator.app import Runtime
+
+log = logging.getLogger("gpudepin.heartbeats")
 
 _Waiter = tuple[str, list[str] | None, asyncio.AbstractEventLoop, asyncio.Future[Any]]
 
@@ -47,6 +50,15 @@ class Heartbeats:
         return answer
 
     def _drain(self) -> None:
+        try:
+            self._drain_queue()
+        except BaseException:  # never leave later beats queued with no writer
+            with self._lock:
+                self._writing = False
+            log.exception("the heartbeat writer stopped")
+            raise
+
+    def _drain_queue(self) -> None:
         while True:
             with self._lock:
                 batch, self._queue = self._queue, []
@@ -56,13 +68,12 @@ class Heartbeats:
             try:
                 answers = self._write(batch)
             except BaseException as exc:  # every beat of the batch hears why
-                for _, _, loop, fut in batch:
-                    loop.call_soon_threadsafe(_settle, fut, None, exc)
-            else:
-                for who, _, loop, fut in batch:
-                    result = answers[who]
-                    err = result if isinstance(result, BaseException) else None
-                    loop.call_soon_threadsafe(_settle, fut, None if err else result, err)
+                log.exception("writing %d heartbeats failed", len(batch))
+                answers = {who: exc for who, _, _, _ in batch}
+            for who, _, loop, fut in batch:
+                result = answers.get(who, RuntimeError("this heartbeat was not written"))
+                err = result if isinstance(result, BaseException) else None
+                loop.call_soon_threadsafe(_settle, fut, None if err else result, err)
 
     def _write(self, batch: list[_Waiter]) -> dict[str, Any]:
         rt = self.rt

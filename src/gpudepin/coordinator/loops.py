@@ -29,6 +29,18 @@ def tick(rt: Runtime) -> None:
             duty(rt)
         except Exception:
             log.exception("duty %s failed", getattr(duty, "__name__", duty))
+    wake_for_extras(rt)
+
+
+def wake_for_extras(rt: Runtime) -> None:
+    """Wake idle long polls while any challenge, check or bisection query waits for its
+    agent: duties create those for one agent at a time, and an idle poll looks again
+    only when woken (a network with none of them pending wakes nobody here)."""
+    from gpudepin.coordinator import verification_http
+
+    with rt.reader.connect() as conn:
+        if verification_http.extras_pending(conn):
+            rt.work.notify()
 
 
 def duties() -> list[Callable[[Runtime], None]]:

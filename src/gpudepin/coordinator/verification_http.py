@@ -31,15 +31,21 @@ def claim_extra(rt: Runtime, who: str) -> dict[str, Any] | None:
     return disputes_duty.prepare_check(rt, item)  # a segment audit's starting checkpoint
 
 
-def _extra_waiting(conn: Any, who: str) -> bool:
-    """Whether a challenge, a check or a bisection query may be waiting for ``who``."""
+def _extra_waiting(conn: Any, who: str | None) -> bool:
+    """Whether a challenge, a check or a bisection query may be waiting for ``who``
+    (for anyone, when None)."""
     hw, chk, dis = tv.hw_challenges.c, tv.checks.c, td.disputes.c
-    probes = (
-        select(hw.id).where(hw.address == who, hw.state == "new"),
-        select(chk.id).where(chk.checker == who, chk.state == "assigned"),
-        select(dis.id).where(dis.state == str(D.Phase.BISECTING)),
-    )
+    challenge = select(hw.id).where(hw.state == "new")
+    check = select(chk.id).where(chk.state == "assigned")
+    if who is not None:
+        challenge, check = challenge.where(hw.address == who), check.where(chk.checker == who)
+    probes = (challenge, check, select(dis.id).where(dis.state == str(D.Phase.BISECTING)))
     return any(conn.execute(q.limit(1)).first() is not None for q in probes)
+
+
+def extras_pending(conn: Any) -> bool:
+    """Whether any challenge, check or bisection query waits for its agent."""
+    return _extra_waiting(conn, None)
 
 
 def on_registered(rt: Runtime, conn: Any, who: str) -> None:
