@@ -61,17 +61,20 @@ def test_fake_training_loses_its_dispute_and_the_run_is_redone(tmp_path: Path) -
         assert done["state"] == "completed", done["reason"]
         assert done["tasks"][0]["provider"] != cheat.address
         report = buyer.job_verification(job["id"])
-        (dispute,) = report["disputes"]
-        assert dispute["loser"] == cheat.address and dispute["referee"]["by"] == "coordinator"
-        assert dispute["rounds"] <= dispute["round_bound"]
+        # the cheat may also be drawn to audit the honest redo, lie there too and lose again
+        disputes = report["disputes"]
+        assert disputes and all(d["loser"] == cheat.address for d in disputes)
+        for d in disputes:
+            assert d["referee"]["by"] == "coordinator" and d["rounds"] <= d["round_bound"]
+            for honest in {d["provider"], d["challenger"]} - {cheat.address}:
+                assert buyer.reputation(honest)["faults"] == 0
         rep = cheat.reputation()
-        assert rep["faults"] == 1 and rep["staked"] == "4.5"
+        assert rep["faults"] == len(disputes)
+        assert float(rep["staked"]) == pytest.approx(5 * 0.9 ** len(disputes))  # 10% a fault
         for case in report["cases"]:
             if case["provider"] != cheat.address:
                 assert case["state"] in ("accepted", "passed"), case
                 assert buyer.reputation(case["provider"])["faults"] == 0
-        auditor = dispute["challenger"]
-        assert buyer.reputation(auditor)["faults"] == 0
         assert float(buyer.wallet()["available"]) >= 9.0  # one honest run paid, plus a slash share
         assert buyer.ledger_summary()["balanced"]
     finally:

@@ -32,7 +32,6 @@ from gpudepin.coordinator import (
 )
 from gpudepin.coordinator.app import Runtime
 from gpudepin.coordinator.blobs import check_sha256
-from gpudepin.coordinator.heartbeats import Heartbeats
 from gpudepin.core.errors import (
     Forbidden,
     GpudepinError,
@@ -372,17 +371,19 @@ def register(
 
 
 @router.post("/providers/heartbeat")
-async def heartbeat(
+def heartbeat(
     body: schemas.HeartbeatIn | None = None,
     who: str = Depends(caller),
     rt: Runtime = Depends(runtime),
 ) -> dict[str, Any]:
     """Mark the agent alive and keep the tasks it names (all it holds, without a list)."""
-    beats = rt.caches.get("heartbeats")
-    if beats is None:
-        beats = rt.caches["heartbeats"] = Heartbeats(rt)
-    answer = await beats.beat(who, None if body is None else body.held)
-    return {"ok": True, **answer}
+    now, ttl = rt.clock(), rt.settings.assignment_ttl_s
+    with rt.engine.begin() as conn:
+        service.require_provider(conn, who)
+        held = service.heartbeats(conn, {who: None if body is None else body.held}, now, ttl)
+        enterprise.note_alive(conn, [who], now, rt.settings.uptime_max_gap_s)
+        shards = artifacts.holder_duties(conn, [who], rt.blobs)  # store/send/drop shards
+    return {"ok": True, "tasks_held": held[who], "shards": shards[who]}
 
 
 @router.post("/providers/poll")
