@@ -22,6 +22,7 @@ from gpudepin.core.errors import (
     NotFound,
     PayloadTooLarge,
 )
+from gpudepin.core.money import UNIT
 from gpudepin.settings import CoordinatorSettings
 from gpudepin.workloads.scenes import demo_scene_path
 
@@ -323,6 +324,13 @@ def test_a_poll_claims_several_tasks_and_a_batch_counts_each_result_on_its_own(
         mine[2]["id"]: ("accepted", other.address),
         theirs[0]["id"]: ("accepted", other.address),
     }
+    # paid per task, whether it came in a batch or alone: 2 x 0.5 less the 5% fee each
+    assert prov.wallet()["held"] == other.wallet()["held"] == "0.95"
+    events = buyer.job(job["id"], events=True)["events"]
+    accepted = sorted(e["task_id"] for e in events if e["kind"] == "task_accepted")
+    assert accepted == sorted(done) and all(
+        e["paid"] == str(UNIT // 2) for e in events if e["kind"] == "task_accepted"
+    )
     assert buyer.ledger_summary()["balanced"]
 
 

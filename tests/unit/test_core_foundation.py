@@ -151,3 +151,38 @@ def test_any_sequence_of_operations_keeps_the_books_balanced(sequence: list[tupl
     outside = sum(v for k, v in book.balances.items() if k != ledger.WORLD)
     assert outside == deposited - withdrawn
     assert all(v >= 0 for k, v in book.balances.items() if k != ledger.WORLD)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.integers(min_value=1, max_value=3 * UNIT), min_size=1, max_size=40),
+    st.integers(0, 10_000),
+)
+def test_a_batch_paid_at_once_moves_what_paying_one_by_one_moves(
+    grosses: list[int], fee_bps: int
+) -> None:
+    def book() -> ledger.InMemoryLedger:
+        b = ledger.InMemoryLedger()
+        b.apply(ledger.deposit("0xb", 200 * UNIT))
+        b.apply(ledger.lock_escrow(b.balances, "0xb", "j1", 150 * UNIT))
+        return b
+
+    one_by_one, at_once = book(), book()
+    for gross in grosses:
+        one_by_one.apply(
+            ledger.pay_into_hold(one_by_one.balances, "0xb", "j1", "0xp", gross, fee_bps)
+        )
+    txn = ledger.pay_many_into_hold(at_once.balances, "0xb", "j1", "0xp", grosses, fee_bps)
+    at_once.apply(txn)
+    assert at_once.balances == one_by_one.balances  # fees rounded per payment, as one by one
+    assert len(txn.postings) <= 3 and ledger.imbalances(at_once.balances) == []
+
+
+def test_a_batch_the_escrow_cannot_cover_moves_nothing() -> None:
+    b = ledger.InMemoryLedger()
+    b.apply(ledger.deposit("0xb", 10 * UNIT))
+    b.apply(ledger.lock_escrow(b.balances, "0xb", "j1", 2 * UNIT))
+    with pytest.raises(InsufficientFunds):
+        ledger.pay_many_into_hold(b.balances, "0xb", "j1", "0xp", [UNIT, UNIT, 1], 500)
+    with pytest.raises(InvalidInput):
+        ledger.pay_many_into_hold(b.balances, "0xb", "j1", "0xp", [], 500)

@@ -1,4 +1,4 @@
-"""SQL adapters: the ledger's balances and journal, and the event log."""
+"""SQL adapters: the ledger's balances and journal, the event log and blob ownership."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from gpudepin.coordinator import db
 from gpudepin.core.errors import InsufficientFunds
@@ -52,13 +52,20 @@ def apply(conn: Connection, txn: Transaction | None, now: float) -> None:
             for p in txn.postings
         ],
     )
-    for account, amount in new.items():
-        if account in current:
-            conn.execute(
-                update(db.balances).where(db.balances.c.account == account).values(amount=amount)
-            )
-        else:
-            conn.execute(insert(db.balances).values(account=account, amount=amount))
+    changed = [{"b_account": a, "b_amount": v} for a, v in new.items() if a in current]
+    if changed:
+        conn.execute(_SET_BALANCE, changed)
+    opened = [{"account": a, "amount": v} for a, v in new.items() if a not in current]
+    if opened:
+        conn.execute(insert(db.balances), opened)
+
+
+# built once: a transaction's balances are written with one executemany
+_SET_BALANCE = (
+    update(db.balances)
+    .where(db.balances.c.account == bindparam("b_account"))
+    .values(amount=bindparam("b_amount", type_=db.Amount))
+)
 
 
 def balances_for(conn: Connection, accounts: Iterable[str]) -> dict[str, int]:
@@ -103,3 +110,24 @@ def record_many(conn: Connection, now: float, kind: str, rows: list[dict[str, An
             for r in rows
         ],
     )
+
+
+def note_blobs(conn: Connection, uploader: str, sizes: dict[str, int], now: float) -> None:
+    """Record that ``uploader`` holds the blobs ``sizes`` names (ownership is per
+    uploader: a buyer may only use files it uploaded itself)."""
+    if not sizes:
+        return
+    have = set(
+        conn.execute(
+            select(db.blobs.c.sha256).where(
+                db.blobs.c.uploader == uploader, db.blobs.c.sha256.in_(list(sizes))
+            )
+        ).scalars()
+    )
+    new = [
+        {"sha256": sha, "uploader": uploader, "size": size, "created_at": now}
+        for sha, size in sizes.items()
+        if sha not in have
+    ]
+    if new:
+        conn.execute(insert(db.blobs), new)

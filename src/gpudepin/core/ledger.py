@@ -247,11 +247,34 @@ def pay_into_hold(
     memo: str = "",
 ) -> Transaction:
     """Like ``pay_from_escrow``, but the provider's part lands in its held account."""
-    _positive(gross, "payment")
+    return pay_many_into_hold(balances, buyer, ref, provider, [gross], fee_bps, memo)
+
+
+def pay_many_into_hold(
+    balances: Mapping[str, int],
+    buyer: str,
+    ref: str,
+    provider: str,
+    grosses: Iterable[int],
+    fee_bps: int,
+    memo: str = "",
+) -> Transaction:
+    """Several payments from one escrow into one provider's hold, as one transaction.
+
+    Each payment's fee is taken on its own, exactly as paying them one by one would, and
+    the legs are summed per account: a batch of results costs three postings, not three
+    per result.
+    """
+    amounts = list(grosses)
+    if not amounts:
+        raise InvalidInput("a payment needs at least one amount")
+    for gross in amounts:
+        _positive(gross, "payment")
     src = escrow_account(buyer, ref)
-    _require(balances, src, gross)
-    fee = fee_of(gross, fee_bps)
-    legs = [Posting(src, -gross), Posting(held_account(provider), gross - fee)]
+    total = sum(amounts)
+    _require(balances, src, total)
+    fee = sum(fee_of(gross, fee_bps) for gross in amounts)
+    legs = [Posting(src, -total), Posting(held_account(provider), total - fee)]
     if fee:
         legs.append(Posting(FEES, fee))
     return Transaction("pay_held", tuple(legs), ref, memo)

@@ -1,0 +1,185 @@
+"""Results handed in by providers, many at a time: recorded and paid into hold-back.
+
+An agent running tiny tasks hands in dozens of results a second, so the usual case is
+written set-wise: a batch whose tasks are each assigned to the submitting provider, race
+no speculative copy and passed the workload's check is recorded with one statement per
+table (tasks, events, ledger, payouts, verification cases), whatever its size. Anything
+else (a rejected result, a copy racing, a task no longer the provider's) goes through
+``service.submit_result`` one at a time, each in its own savepoint, so one refusal
+never undoes the others.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import JSON, Connection, bindparam, select, update
+
+from gpudepin.coordinator import db, service, speculation, store, verification
+from gpudepin.core.errors import Conflict, GpudepinError
+from gpudepin.core.jobs import TaskState, task_transition
+
+PG = "postgresql"
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A signed result that passed the checks needing no write."""
+
+    task_id: str
+    sha256: str
+    signature: str
+    meta: dict[str, Any]
+    inline_size: int | None  # set when its bytes came inline (their blob row is due)
+    rejection: str | None  # the workload's reason to refuse it, if any
+
+
+def assigned(
+    conn: Connection, provider: str, task_ids: list[str], lock: bool = False
+) -> dict[str, tuple[Any, Any]]:
+    """``(task, job)`` for each of ``task_ids`` assigned to ``provider`` right now, in two
+    queries; ``lock`` holds the task rows (PostgreSQL) until commit."""
+    t = db.tasks.c
+    q = select(db.tasks).where(
+        t.id.in_(task_ids), t.provider == provider, t.state == TaskState.ASSIGNED.value
+    )
+    if lock and conn.dialect.name == PG:
+        q = q.with_for_update()
+    tasks = list(conn.execute(q))
+    if not tasks:
+        return {}
+    job_ids = {task.job_id for task in tasks}
+    jobs = {j.id: j for j in conn.execute(select(db.jobs).where(db.jobs.c.id.in_(job_ids)))}
+    return {task.id: (task, jobs[task.job_id]) for task in tasks}
+
+
+def record(
+    conn: Connection, provider: str, results: list[Submission], fee_bps: int, now: float
+) -> dict[str, str | GpudepinError]:
+    """Record ``provider``'s results; each task id maps to its new state, or to the error
+    that refused it (the others still count)."""
+    store.note_blobs(
+        conn, provider, {r.sha256: r.inline_size for r in results if r.inline_size}, now
+    )
+    ids = [r.task_id for r in results]
+    found = assigned(conn, provider, ids, lock=True)
+    racing = speculation.racing(conn, ids) if found else set()
+    usual = [
+        (r, *found[r.task_id])
+        for r in results
+        if r.rejection is None and r.task_id in found and r.task_id not in racing
+    ]
+    out: dict[str, str | GpudepinError] = {}
+    if usual:
+        try:
+            with conn.begin_nested():
+                _accept(conn, provider, usual, fee_bps, now)
+        except GpudepinError:
+            pass  # each goes the per-task way below, and gets its own answer
+        else:
+            out.update((r.task_id, TaskState.ACCEPTED.value) for r, _, _ in usual)
+    for r in results:
+        if r.task_id in out:
+            continue
+        try:
+            with conn.begin_nested():
+                out[r.task_id] = service.submit_result(
+                    conn,
+                    provider=provider,
+                    task_id=r.task_id,
+                    sha256=r.sha256,
+                    signature=r.signature,
+                    meta=r.meta,
+                    rejection=r.rejection,
+                    fee_bps=fee_bps,
+                    now=now,
+                )
+        except GpudepinError as exc:
+            out[r.task_id] = exc
+    return out
+
+
+# built once: the usual batch sets every task's result with one executemany
+_ACCEPT = (
+    update(db.tasks)
+    .where(
+        db.tasks.c.id == bindparam("t_id"),
+        db.tasks.c.provider == bindparam("t_provider"),
+        db.tasks.c.state == TaskState.ASSIGNED.value,
+    )
+    .values(
+        state=TaskState.ACCEPTED.value,
+        result_sha256=bindparam("t_sha256"),
+        signature=bindparam("t_signature"),
+        result_meta=bindparam("t_meta", type_=JSON),
+        updated_at=bindparam("t_now"),
+    )
+)
+
+
+def _accept(
+    conn: Connection,
+    provider: str,
+    batch: list[tuple[Submission, Any, Any]],
+    fee_bps: int,
+    now: float,
+) -> None:
+    """Accept results of tasks assigned to ``provider`` and pay them, set-wise."""
+    task_transition(TaskState.ASSIGNED, TaskState.SUBMITTED)
+    task_transition(TaskState.SUBMITTED, TaskState.ACCEPTED)
+    res = conn.execute(
+        _ACCEPT,
+        [
+            {
+                "t_id": r.task_id,
+                "t_provider": provider,
+                "t_sha256": r.sha256,
+                "t_signature": r.signature,
+                "t_meta": r.meta,
+                "t_now": now,
+            }
+            for r, _, _ in batch
+        ],
+    )
+    if conn.dialect.supports_sane_multi_rowcount and res.rowcount != len(batch):
+        raise Conflict("a task of the batch changed state meanwhile")
+    store.record_many(
+        conn,
+        now,
+        "task_submitted",
+        [
+            {
+                "job_id": job.id,
+                "task_id": r.task_id,
+                "actor": provider,
+                "detail": {
+                    "sha256": r.sha256,
+                    "signature": r.signature,
+                    "seconds": r.meta.get("seconds"),
+                },
+            }
+            for r, _, job in batch
+        ],
+    )
+    by_job: dict[str, tuple[Any, list[tuple[Any, str, str]]]] = {}
+    for r, task, job in batch:
+        by_job.setdefault(job.id, (job, []))[1].append((task, r.sha256, r.signature))
+    for job, accepted in by_job.values():
+        verification.on_accepted(
+            conn, job=job, provider=provider, accepted=accepted, fee_bps=fee_bps, now=now
+        )
+    store.record_many(
+        conn,
+        now,
+        "task_accepted",
+        [
+            {
+                "job_id": job.id,
+                "task_id": r.task_id,
+                "actor": provider,
+                "detail": {"paid": str(task.price)},
+            }
+            for r, task, job in batch
+        ],
+    )
