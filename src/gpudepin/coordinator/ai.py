@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, Engine, insert, select, update
 
 from gpudepin.coordinator import service, store
 from gpudepin.coordinator import tables_ai as ta
@@ -120,6 +120,14 @@ def resume_claim(conn: Connection, claim: dict[str, Any]) -> dict[str, Any]:
     spec = {**claim["task_spec"], "resume_from": row.step, "prior_commitments": row.commitments}
     inputs = {**claim["inputs"], "checkpoint": row.checkpoint_sha256}
     return {**claim, "task_spec": spec, "inputs": inputs}
+
+
+def resume_claims(reader: Engine, claims: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``resume_claim`` for each of a poll's claims; reads only when one is training."""
+    if not any(c.get("kind") == "train" for c in claims):
+        return claims
+    with reader.connect() as conn:
+        return [resume_claim(conn, c) for c in claims]
 
 
 def task_input_sha(conn: Connection, task_id: str, name: str) -> str | None:

@@ -5,14 +5,13 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from starlette.background import BackgroundTask
 
 from gpudepin import API_VERSION, INLINE_RESULT_BYTES, __version__
@@ -21,9 +20,11 @@ from gpudepin.coordinator import (
     artifacts,
     auth,
     db,
+    dispatch,
     enterprise,
     market,
     market_leases,
+    results,
     schemas,
     service,
     settlement,
@@ -133,16 +134,7 @@ async def upload(
 
 def _record_blob(rt: Runtime, sha: str, who: str, size: int) -> None:
     with rt.engine.begin() as conn:
-        _note_blob(conn, sha, who, size, rt.clock())
-
-
-def _note_blob(conn: Any, sha: str, who: str, size: int, now: float) -> None:
-    """Record that ``who`` uploaded ``sha`` (ownership is per uploader)."""
-    exists = conn.execute(
-        select(db.blobs.c.sha256).where(db.blobs.c.sha256 == sha, db.blobs.c.uploader == who)
-    ).first()
-    if not exists:
-        conn.execute(insert(db.blobs).values(sha256=sha, uploader=who, size=size, created_at=now))
+        store.note_blobs(conn, who, {sha: size}, rt.clock())
 
 
 def _store_inline(rt: Runtime, body: schemas.ResultIn, sha: str) -> int | None:
@@ -379,11 +371,10 @@ def heartbeat(
     """Mark the agent alive and keep the tasks it names (all it holds, without a list)."""
     now, ttl = rt.clock(), rt.settings.assignment_ttl_s
     with rt.engine.begin() as conn:
-        service.require_provider(conn, who)
-        held = service.heartbeats(conn, {who: None if body is None else body.held}, now, ttl)
-        enterprise.note_alive(conn, [who], now, rt.settings.uptime_max_gap_s)
-        shards = artifacts.holder_duties(conn, [who], rt.blobs)  # store/send/drop shards
-    return {"ok": True, "tasks_held": held[who], "shards": shards[who]}
+        held = service.heartbeat(conn, who, None if body is None else body.held, now, ttl)
+        enterprise.note_alive(conn, who, now, rt.settings.uptime_max_gap_s)
+        shards = artifacts.holder_duties(conn, who, rt.blobs)  # store/send/drop shards
+    return {"ok": True, "tasks_held": held, "shards": shards}
 
 
 @router.post("/providers/poll")
@@ -404,11 +395,10 @@ async def poll(
     new work is announced in this process (work announced by another coordinator
     sharing the database is found by the agent's next poll, ``wait`` seconds later).
     """
-    await run_in_threadpool(_require_provider, rt, who)
     deadline = rt.clock() + max(0.0, min(wait, rt.settings.long_poll_s))
     while True:
         generation = rt.work.generation
-        tasks = await run_in_threadpool(_claim_any, rt, who, max_tasks)
+        tasks = await run_in_threadpool(dispatch.claim_for, rt, who, max_tasks)
         if tasks:
             return {"task": tasks[0], "tasks": tasks}
         remaining = deadline - rt.clock()
@@ -417,38 +407,6 @@ async def poll(
         # (another coordinator's) is found by the agent's next poll
         if remaining <= 0 or not await rt.work.wait(generation, remaining, max_tasks):
             return {"task": None}
-
-
-def _require_provider(rt: Runtime, who: str) -> None:
-    with rt.reader.connect() as conn:
-        service.require_provider(conn, who)
-
-
-def _claim_any(rt: Runtime, who: str, most: int) -> list[dict[str, Any]]:
-    """A hardware proof or check for ``who`` first, else the oldest tasks it may run."""
-    extra = verification_http.claim_extra(rt, who)
-    if extra is not None:
-        return [extra]
-    with rt.reader.connect() as conn:
-        if not service.may_claim(conn, who):
-            return []
-    with rt.engine.begin() as conn:
-        claimed = service.claim_tasks(conn, who, rt.clock(), rt.settings.assignment_ttl_s, most)
-    out = []
-    with rt.reader.connect() as conn:  # training that died resumes where it was
-        for task, job in claimed:
-            claim = {
-                "id": task.id,
-                "job_id": job.id,
-                "kind": job.kind,
-                "label": task.label,
-                "job_spec": job.spec,
-                "task_spec": task.spec,
-                "inputs": job.inputs,
-                "deadline": task.deadline,
-            }
-            out.append(ai.resume_claim(conn, claim))
-    return out
 
 
 @router.get("/tasks/{task_id}/inputs/{name}")
@@ -481,12 +439,10 @@ def submit_result(
             _owned_blob(conn, sha, who)
         state = verification_http.submit_check(rt, task_id, who, sha, body.signature)
         return {"task_id": task_id, "state": state, "reason": None}
-    result = _prepare_result(rt, task_id, body, sha, who)
-    with rt.engine.begin() as conn:
-        state = _record_result(conn, rt, who, result)
-    if state != "accepted":
-        rt.notify_work()
-    return {"task_id": task_id, "state": state, "reason": result.rejection}
+    answer = _hand_in(rt, who, [(task_id, body, sha)])[task_id]
+    if isinstance(answer, GpudepinError):
+        raise answer
+    return answer
 
 
 @router.post("/tasks/results")
@@ -508,48 +464,24 @@ def submit_results(
             hint="Upload the larger results with PUT /v1/blobs, or send fewer at once.",
         )
     answers: dict[str, dict[str, Any]] = {}
-    ready: list[_Result] = []
+    signed: list[tuple[str, schemas.ResultIn, str]] = []
     for item in body.results:
         try:
             if verification_http.verification.is_check_id(item.task_id):
                 raise InvalidInput(
                     f"{item.task_id} is a check", hint="Submit checks one at a time."
                 )
-            sha = _signed_sha(item.task_id, item, who)
-            ready.append(_prepare_result(rt, item.task_id, item, sha, who))
+            signed.append((item.task_id, item, _signed_sha(item.task_id, item, who)))
         except GpudepinError as exc:
             answers[item.task_id] = {"task_id": item.task_id, **exc.to_dict()}
-    with rt.engine.begin() as conn:
-        for result in ready:
-            try:
-                with conn.begin_nested():  # a refused one leaves the others' writes alone
-                    state = _record_result(conn, rt, who, result)
-            except GpudepinError as exc:
-                answers[result.task_id] = {"task_id": result.task_id, **exc.to_dict()}
-            else:
-                answers[result.task_id] = {
-                    "task_id": result.task_id,
-                    "state": state,
-                    "reason": result.rejection,
-                }
-    if any(a.get("state") != "accepted" for a in answers.values()):
-        rt.notify_work()
+    for task_id, answer in _hand_in(rt, who, signed).items():
+        if isinstance(answer, GpudepinError):
+            answer = {"task_id": task_id, **answer.to_dict()}
+        answers[task_id] = answer
     return {"results": [answers[i] for i in ids]}
 
 
 BATCH_INLINE_B64 = 4 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class _Result:
-    """A submitted result that passed the checks needing no write."""
-
-    task_id: str
-    sha256: str
-    signature: str
-    meta: dict[str, Any]
-    inline_size: int | None  # set when its bytes came inline (their blob row is due)
-    rejection: str | None
 
 
 def _signed_sha(task_id: str, body: schemas.ResultIn, who: str) -> str:
@@ -559,34 +491,52 @@ def _signed_sha(task_id: str, body: schemas.ResultIn, who: str) -> str:
     return sha
 
 
-def _prepare_result(
-    rt: Runtime, task_id: str, body: schemas.ResultIn, sha: str, who: str
-) -> _Result:
-    inline = _store_inline(rt, body, sha)
+def _hand_in(
+    rt: Runtime, who: str, signed: list[tuple[str, schemas.ResultIn, str]]
+) -> dict[str, dict[str, Any] | GpudepinError]:
+    """Judge signed results (``task id, body, sha256`` each) and record those that pass
+    in one write transaction; each task id maps to its answer or to its error."""
+    out: dict[str, dict[str, Any] | GpudepinError] = {}
+    claimed: list[tuple[str, schemas.ResultIn, str, Any, Any]] = []
     with rt.reader.connect() as conn:
-        task = service.require_assigned(conn, task_id, who)
-        job = service.get_job(conn, task.job_id)
-        if inline is None:
-            _owned_blob(conn, sha, who)
-    rejection = _check_result(job, task, rt.blobs.open_path(sha))
-    return _Result(task_id, sha, body.signature, body.meta, inline, rejection)
+        mine = results.assigned(conn, who, [task_id for task_id, _, _ in signed])
+        for task_id, body, sha in signed:
+            try:
+                task, job = mine.get(task_id) or _copy_holder(conn, task_id, who)
+                if body.content_b64 is None:
+                    _owned_blob(conn, sha, who)
+                claimed.append((task_id, body, sha, task, job))
+            except GpudepinError as exc:
+                out[task_id] = exc
+    ready = []
+    for task_id, body, sha, task, job in claimed:  # the workload's checks read files
+        try:
+            inline = _store_inline(rt, body, sha)
+            rejection = _check_result(job, task, rt.blobs.open_path(sha))
+        except GpudepinError as exc:
+            out[task_id] = exc
+            continue
+        ready.append(results.Submission(task_id, sha, body.signature, body.meta, inline, rejection))
+    if ready:
+        with rt.engine.begin() as conn:
+            states = results.record(conn, who, ready, rt.settings.fee_bps, rt.clock())
+        for r in ready:
+            state = states[r.task_id]
+            out[r.task_id] = (
+                state
+                if isinstance(state, GpudepinError)
+                else {"task_id": r.task_id, "state": state, "reason": r.rejection}
+            )
+    if any(isinstance(a, GpudepinError) or a["state"] != "accepted" for a in out.values()):
+        rt.notify_work()
+    return out
 
 
-def _record_result(conn: Any, rt: Runtime, who: str, result: _Result) -> str:
-    if result.inline_size is not None:
-        _note_blob(conn, result.sha256, who, result.inline_size, rt.clock())
-    state: str = service.submit_result(
-        conn,
-        provider=who,
-        task_id=result.task_id,
-        sha256=result.sha256,
-        signature=result.signature,
-        meta=result.meta,
-        rejection=result.rejection,
-        fee_bps=rt.settings.fee_bps,
-        now=rt.clock(),
-    )
-    return state
+def _copy_holder(conn: Any, task_id: str, who: str) -> tuple[Any, Any]:
+    """The task ``who`` runs a speculative copy of, with its job; Forbidden (or NotFound)
+    with the reason when ``who`` may not hand in a result for it."""
+    task = service.require_assigned(conn, task_id, who)
+    return task, service.get_job(conn, task.job_id)
 
 
 @router.post("/tasks/{task_id}/fail")

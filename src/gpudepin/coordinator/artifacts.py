@@ -39,7 +39,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from gpudepin.coordinator import db, store
@@ -236,13 +236,13 @@ def store_artifact(rt: Runtime, job_id: str | None, name: str, sha: str) -> dict
 # ---- holders --------------------------------------------------------------------------
 
 
-def holder_duties(
-    conn: Connection, providers: list[str], blobs: BlobStore
-) -> dict[str, dict[str, list[Any]]]:
-    """What each provider should do for the shards it holds (sent with its heartbeat)."""
-    rows = conn.execute(select(shard_holders).where(shard_holders.c.provider.in_(providers)))
-    duties: dict[str, dict[str, list[Any]]] = {p: {} for p in providers}
-    for r in rows:
+_HELD_BY = select(shard_holders).where(shard_holders.c.provider == bindparam("who"))
+
+
+def holder_duties(conn: Connection, provider: str, blobs: BlobStore) -> dict[str, list[Any]]:
+    """What the provider should do for the shards it holds (sent with its heartbeat)."""
+    duties: dict[str, list[Any]] = {}
+    for r in conn.execute(_HELD_BY, {"who": provider}):
         ref = {"artifact": r.artifact, "index": r.idx, "sha256": r.sha256}
         if r.state == PENDING and blobs.exists(r.sha256):
             duty = "store"
@@ -252,7 +252,7 @@ def holder_duties(
             duty = "drop"
         else:
             continue
-        duties[r.provider].setdefault(duty, []).append(ref)
+        duties.setdefault(duty, []).append(ref)
     return duties
 
 

@@ -15,7 +15,18 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, and_, delete, exists, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.sql.elements import ColumnElement
 
 from gpudepin.coordinator import db, store
@@ -104,19 +115,18 @@ def enterprise_params(settings: Any) -> EnterpriseParams:
 # ---- uptime evidence ------------------------------------------------------------------
 
 
-def note_alive(conn: Connection, providers: list[str], now: float, max_gap: float) -> None:
-    """Extend each provider's current run of heartbeats, or open a new one after a gap."""
-    r = alive_runs.c
-    conn.execute(
-        update(alive_runs)
-        .where(r.provider.in_(providers), r.ended_at >= now - max_gap)
-        .values(ended_at=now)
-    )
-    running = select(r.provider).where(r.provider.in_(providers), r.ended_at == now)
-    fresh = set(providers) - set(conn.execute(running).scalars())
-    if fresh:
-        rows = [{"provider": p, "started_at": now, "ended_at": now} for p in sorted(fresh)]
-        conn.execute(insert(alive_runs), rows)
+def note_alive(conn: Connection, provider: str, now: float, max_gap: float) -> None:
+    """Extend the provider's current run of heartbeats, or open a new one after a gap."""
+    params = {"who": provider, "now": now, "since": now - max_gap}
+    if conn.execute(_EXTEND_RUN, params).rowcount == 0:
+        conn.execute(insert(alive_runs).values(provider=provider, started_at=now, ended_at=now))
+
+
+_EXTEND_RUN = (
+    update(alive_runs)
+    .where(alive_runs.c.provider == bindparam("who"), alive_runs.c.ended_at >= bindparam("since"))
+    .values(ended_at=bindparam("now"))
+)
 
 
 # ---- standing -------------------------------------------------------------------------

@@ -560,22 +560,34 @@ def claimable_by(job_id: Any, provider: str) -> ColumnElement[bool]:
     return or_(~has_order, won)
 
 
-def on_claimed(conn: Connection, task_id: str, job_id: str, provider: str, now: float) -> None:
-    """Price a just-claimed task at its winner's bid per unit and mark the award started."""
-    award = conn.execute(
-        select(tm.awards).where(tm.awards.c.order_id == job_id, tm.awards.c.provider == provider)
-    ).first()
-    if award is None:
-        return
-    spec = conn.execute(select(db.tasks.c.spec).where(db.tasks.c.id == task_id)).scalar_one()
-    units = int(spec.get("units", 1))
-    conn.execute(update(db.tasks).where(db.tasks.c.id == task_id).values(price=award.price * units))
-    if award.started_at is None:
-        conn.execute(
-            update(tm.awards)
-            .where(tm.awards.c.order_id == job_id, tm.awards.c.provider == provider)
-            .values(started_at=now)
+def on_claimed(conn: Connection, tasks: list[Any], provider: str, now: float) -> bool:
+    """Price just-claimed tasks at their winner's bid per unit and mark its awards
+    started; whether any was priced (tasks of jobs without an order keep their price)."""
+    a = tm.awards.c
+    job_ids = {task.job_id for task in tasks}
+    awards = {
+        r.order_id: r
+        for r in conn.execute(
+            select(tm.awards).where(a.order_id.in_(job_ids), a.provider == provider)
         )
+    }
+    if not awards:
+        return False
+    for task in tasks:
+        award = awards.get(task.job_id)
+        if award is not None:
+            units = int(task.spec.get("units", 1))
+            conn.execute(
+                update(db.tasks).where(db.tasks.c.id == task.id).values(price=award.price * units)
+            )
+    for award in awards.values():
+        if award.started_at is None:
+            conn.execute(
+                update(tm.awards)
+                .where(a.order_id == award.order_id, a.provider == provider)
+                .values(started_at=now)
+            )
+    return True
 
 
 def lapse_awards(conn: Connection, now: float, settings: Any) -> int:

@@ -7,9 +7,20 @@ work (validation of uploads, merging outputs) happens outside these transactions
 from __future__ import annotations
 
 import secrets
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, tuple_, update
+from sqlalchemy import (
+    Connection,
+    Integer,
+    Select,
+    Update,
+    bindparam,
+    func,
+    insert,
+    select,
+    update,
+)
 
 from gpudepin.coordinator import db, enterprise, market, speculation, store
 from gpudepin.core import ledger
@@ -104,8 +115,11 @@ def register_provider(
     store.record(conn, now, "provider_registered", actor=address, region=region, gpu_class=cls)
 
 
+_PROVIDER = select(db.providers).where(db.providers.c.address == bindparam("address"))
+
+
 def require_provider(conn: Connection, address: str) -> Any:
-    row = conn.execute(select(db.providers).where(db.providers.c.address == address)).first()
+    row = conn.execute(_PROVIDER, {"address": address}).first()
     if row is None:
         raise Forbidden(
             "this address is not a registered provider",
@@ -117,49 +131,50 @@ def require_provider(conn: Connection, address: str) -> Any:
     return row
 
 
-def heartbeats(
-    conn: Connection, beats: dict[str, list[str] | None], now: float, ttl: float
-) -> dict[str, int]:
-    """Mark providers alive and extend the deadlines of the tasks they hold, for many
-    heartbeats at once (the statements do not grow with their number); returns how many
-    tasks each beat extended. Callers check each address with ``require_provider``.
-
-    A beat's list names the ids the agent says it is working on: a task assigned to it
-    that it does not name (its claim's answer was lost, say, to a coordinator killed
-    after the claim committed) is then left to expire and go elsewhere instead of being
-    kept alive by every beat. Without a list (older agents) every task assigned to it is
-    extended.
-    """
-    addresses = list(beats)
-    conn.execute(
-        update(db.providers).where(db.providers.c.address.in_(addresses)).values(last_seen=now)
-    )
+@cache
+def _beat_statements() -> tuple[Update, Update, Update]:
+    """A heartbeat's writes, built once: the provider's ``last_seen``, then the deadline
+    of every task assigned to it, or of those it names."""
     t = db.tasks.c
-    assigned = t.state == TaskState.ASSIGNED.value
-    every = [a for a, held in beats.items() if held is None]
-    named = [(a, task_id) for a, held in beats.items() for task_id in held or []]
-    if every:
-        conn.execute(
-            update(db.tasks).where(assigned, t.provider.in_(every)).values(deadline=now + ttl)
-        )
-    if named:
-        conn.execute(
-            update(db.tasks)
-            .where(assigned, tuple_(t.provider, t.id).in_(named))
-            .values(deadline=now + ttl)
-        )
-    counts = conn.execute(
-        select(t.provider, func.count())
-        .where(assigned, t.provider.in_(addresses), t.deadline == now + ttl)
-        .group_by(t.provider)
+    who: Any = bindparam("who")
+    deadline: Any = bindparam("deadline")
+    mine = (t.state == TaskState.ASSIGNED.value, t.provider == who)
+    touch = (
+        update(db.providers).where(db.providers.c.address == who).values(last_seen=bindparam("now"))
     )
+    every = update(db.tasks).where(*mine).values(deadline=deadline)
+    named = (
+        update(db.tasks)
+        .where(*mine, t.id.in_(bindparam("held", expanding=True)))
+        .values(deadline=deadline)
+    )
+    return touch, every, named
+
+
+def heartbeat(
+    conn: Connection, provider: str, held: list[str] | None, now: float, ttl: float
+) -> int:
+    """Mark a registered provider alive and extend the deadlines of the tasks it holds;
+    returns how many it extended. Forbidden for an unregistered or banned address.
+
+    ``held`` names the ids the agent says it is working on: a task assigned to it that it
+    does not name (its claim's answer was lost, say, to a coordinator killed after the
+    claim committed) is then left to expire and go elsewhere instead of being kept alive
+    by every beat. Without a list (older agents) every task assigned to it is extended.
+    """
     from gpudepin.coordinator import verification  # it builds on this module
 
-    verification.extend_checks(conn, addresses, now, ttl)
-    speculation.extend_copies(conn, addresses, now, ttl)
-    extended = {a: 0 for a in addresses}
-    extended.update({row[0]: int(row[1]) for row in counts})
-    return extended
+    touch, every, named = _beat_statements()
+    params = {"who": provider, "now": now, "deadline": now + ttl, "held": held or []}
+    if conn.execute(touch, params).rowcount != 1:
+        require_provider(conn, provider)  # raises: not registered
+    verification.require_not_banned(conn, provider)
+    extended = 0
+    if held is None or held:
+        extended = conn.execute(every if held is None else named, params).rowcount
+    verification.extend_checks(conn, provider, now, ttl)
+    speculation.extend_copies(conn, provider, now, ttl)
+    return int(extended)
 
 
 # ---- jobs -----------------------------------------------------------------------------
@@ -306,8 +321,9 @@ def cancel_job(conn: Connection, buyer: str, job_id: str, now: float) -> None:
 # ---- tasks ----------------------------------------------------------------------------
 
 
-def _pending_for(provider: str) -> Any:
-    """The pending tasks of active jobs that ``provider`` may run."""
+def pending_for(provider: Any) -> Select[Any]:
+    """The pending tasks of active jobs that ``provider`` (an address or a bind
+    parameter) may run."""
     from gpudepin.coordinator import verification  # it builds on this module
 
     active = select(db.jobs.c.id).where(
@@ -322,12 +338,38 @@ def _pending_for(provider: str) -> Any:
     )
 
 
-def may_claim(conn: Connection, provider: str) -> bool:
-    """Whether ``claim_tasks`` could find anything for ``provider``. It only reads, so an
-    idle poll asks it first and leaves the writer lock to those with work to claim."""
-    if speculation.copy_wanted(conn):
-        return True
-    return conn.execute(_pending_for(provider).limit(1)).first() is not None
+@cache
+def _claim_statements(dialect: str) -> tuple[Select[Any], Update, Select[Any]]:
+    """The claim's three statements, built once: the oldest pending tasks ``who`` may
+    run, their compare-and-set to assigned, and the rows it won."""
+    t = db.tasks.c
+    ids: Any = bindparam("ids", expanding=True)
+    oldest = (
+        pending_for(bindparam("who"))
+        .order_by(t.updated_at, t.idx)
+        .limit(bindparam("most", type_=Integer))
+    )
+    if dialect == PG:
+        oldest = oldest.with_for_update(skip_locked=True, of=db.tasks)
+    take = (
+        update(db.tasks)
+        .where(t.id.in_(ids), t.state == TaskState.PENDING.value)
+        .values(
+            state=TaskState.ASSIGNED.value,
+            provider=bindparam("who"),
+            assigned_at=bindparam("now"),
+            deadline=bindparam("deadline"),
+            attempts=t.attempts + 1,
+            updated_at=bindparam("now"),
+        )
+    )
+    won = select(db.tasks).where(
+        t.id.in_(ids),
+        t.state == TaskState.ASSIGNED.value,
+        t.provider == bindparam("who"),
+        t.assigned_at == bindparam("now"),
+    )
+    return oldest, take, won
 
 
 def claim_tasks(conn: Connection, provider: str, now: float, ttl: float, most: int) -> list[Any]:
@@ -337,43 +379,23 @@ def claim_tasks(conn: Connection, provider: str, now: float, ttl: float, most: i
     The statements do not grow with ``most`` (one select, one compare-and-set update, one
     read back), so an agent prefetching tiny tasks costs about what one claim does.
     """
-    copy = speculation.claim_copy(conn, provider, now, ttl)  # stragglers' copies first
-    if copy is not None:
-        return [copy]
-    q = _pending_for(provider).order_by(db.tasks.c.updated_at, db.tasks.c.idx).limit(most)
-    if conn.dialect.name == PG:
-        q = q.with_for_update(skip_locked=True, of=db.tasks)
-    ids = [row.id for row in conn.execute(q)]
+    if conn.execute(select(speculation.copies_wanted())).scalar():
+        copy = speculation.claim_copy(conn, provider, now, ttl)  # stragglers' copies first
+        if copy is not None:
+            return [copy]
+    oldest, take, won_q = _claim_statements(conn.dialect.name)
+    ids: list[str] = list(conn.execute(oldest, {"who": provider, "most": most}).scalars())
     if not ids:
         return []
     # compare-and-set: only one claimant can move a task out of pending
-    conn.execute(
-        update(db.tasks)
-        .where(db.tasks.c.id.in_(ids), db.tasks.c.state == TaskState.PENDING.value)
-        .values(
-            state=TaskState.ASSIGNED.value,
-            provider=provider,
-            assigned_at=now,
-            deadline=now + ttl,
-            attempts=db.tasks.c.attempts + 1,
-            updated_at=now,
-        )
-    )
-    won = conn.execute(
-        select(db.tasks.c.id, db.tasks.c.job_id).where(
-            db.tasks.c.id.in_(ids),
-            db.tasks.c.state == TaskState.ASSIGNED.value,
-            db.tasks.c.provider == provider,
-            db.tasks.c.assigned_at == now,
-        )
-    ).all()
+    params = {"ids": ids, "who": provider, "now": now, "deadline": now + ttl}
+    conn.execute(take, params)
+    won = {task.id: task for task in conn.execute(won_q, params)}
     if not won:
         return []
-    for row in won:
-        market.on_claimed(conn, row.id, row.job_id, provider, now)  # the winner's bid prices it
-    jobs = {}
-    for job_id in {row.job_id for row in won}:
-        job = get_job(conn, job_id)
+    job_ids = {task.job_id for task in won.values()}
+    jobs = {j.id: j for j in conn.execute(select(db.jobs).where(db.jobs.c.id.in_(job_ids)))}
+    for job in jobs.values():
         if job.state == JobState.FUNDED.value:
             # agents claiming two tasks of one job at once both see it funded: the first
             # moves it to running, the second finds that already done
@@ -383,16 +405,15 @@ def claim_tasks(conn: Connection, provider: str, now: float, ttl: float, most: i
                 .where(db.jobs.c.id == job.id, db.jobs.c.state == JobState.FUNDED.value)
                 .values(state=JobState.RUNNING.value, updated_at=now)
             )
-        jobs[job_id] = job
+    if market.on_claimed(conn, list(won.values()), provider, now):  # winners' bids price them
+        won = {task.id: task for task in conn.execute(won_q, params)}
     store.record_many(
         conn,
         now,
         "task_assigned",
-        [{"job_id": row.job_id, "task_id": row.id, "actor": provider} for row in won],
+        [{"job_id": t.job_id, "task_id": t.id, "actor": provider} for t in won.values()],
     )
-    tasks = conn.execute(select(db.tasks).where(db.tasks.c.id.in_([r.id for r in won])))
-    by_id = {t.id: t for t in tasks}
-    return [(by_id[i], jobs[by_id[i].job_id]) for i in ids if i in by_id]
+    return [(won[i], jobs[won[i].job_id]) for i in ids if i in won]
 
 
 def get_task(conn: Connection, task_id: str) -> Any:
@@ -474,11 +495,9 @@ def submit_result(
 
     verification.on_accepted(
         conn,
-        task=task,
         job=job,
         provider=provider,
-        sha256=sha256,
-        signature=signature,
+        accepted=[(task, sha256, signature)],
         fee_bps=fee_bps,
         now=now,
     )

@@ -29,7 +29,16 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, exists, func, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    bindparam,
+    exists,
+    func,
+    insert,
+    select,
+    update,
+)
 
 from gpudepin.coordinator import db, enterprise, store
 from gpudepin.coordinator.tables_enterprise import task_copies
@@ -236,10 +245,9 @@ def straggler_duty(rt: Runtime) -> None:
 # ---- copies on the claim path ---------------------------------------------------------
 
 
-def copy_wanted(conn: Connection) -> bool:
-    """Whether any straggler's copy is waiting for a provider."""
-    q = select(task_copies.c.id).where(task_copies.c.state == WANTED).limit(1)
-    return conn.execute(q).first() is not None
+def copies_wanted() -> ColumnElement[bool]:
+    """SQL: some straggler's copy is waiting for a provider."""
+    return exists().where(task_copies.c.state == WANTED)
 
 
 def claim_copy(conn: Connection, provider: str, now: float, ttl: float) -> Any | None:
@@ -293,6 +301,15 @@ def _copy_of(conn: Connection, task_id: str, provider: str, states: tuple[str, .
     ).first()
 
 
+def racing(conn: Connection, task_ids: list[str]) -> set[str]:
+    """Which of ``task_ids`` have a copy wanted or running: their results settle a race
+    (``settle_race``), so they take the per-task path."""
+    q = select(task_copies.c.task_id).where(
+        task_copies.c.task_id.in_(task_ids), task_copies.c.state.in_(ACTIVE)
+    )
+    return set(conn.execute(q).scalars())
+
+
 def holds_copy(conn: Connection, task: Any, provider: str) -> bool:
     """Whether ``provider`` runs a live speculative copy of ``task``."""
     return (
@@ -318,13 +335,16 @@ def refusal(conn: Connection, task_id: str, provider: str) -> str | None:
     )
 
 
-def extend_copies(conn: Connection, providers: list[str], now: float, ttl: float) -> None:
+def extend_copies(conn: Connection, provider: str, now: float, ttl: float) -> None:
     """A heartbeat keeps the provider's running copies alive, like its tasks."""
-    conn.execute(
-        update(task_copies)
-        .where(task_copies.c.provider.in_(providers), task_copies.c.state == RUNNING)
-        .values(deadline=now + ttl)
-    )
+    conn.execute(_EXTEND_COPIES, {"who": provider, "deadline": now + ttl})
+
+
+_EXTEND_COPIES = (
+    update(task_copies)
+    .where(task_copies.c.provider == bindparam("who"), task_copies.c.state == RUNNING)
+    .values(deadline=bindparam("deadline"))
+)
 
 
 # ---- ends of attempts -----------------------------------------------------------------

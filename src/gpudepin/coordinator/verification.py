@@ -16,7 +16,16 @@ import secrets
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    bindparam,
+    exists,
+    func,
+    insert,
+    select,
+    update,
+)
 
 from gpudepin.coordinator import db, service, store, verification_sampling
 from gpudepin.coordinator import tables_verification as tv
@@ -57,8 +66,11 @@ def is_check_id(task_id: str) -> bool:
 # ---- provider records -----------------------------------------------------------------
 
 
+_TRUST = select(tv.trust).where(tv.trust.c.address == bindparam("address"))
+
+
 def trust_row(conn: Connection, address: str) -> Any:
-    return conn.execute(select(tv.trust).where(tv.trust.c.address == address)).first()
+    return conn.execute(_TRUST, {"address": address}).first()
 
 
 def _ensure_trust(conn: Connection, address: str, now: float) -> Any:
@@ -119,6 +131,11 @@ def require_not_banned(conn: Connection, address: str) -> None:
             f"address {address} is banned from this network: {t.ban_reason}",
             hint="Bans follow repeated proven faults; see GET /v1/providers/ADDRESS/reputation.",
         )
+
+
+def banned(address: Any) -> ColumnElement[bool]:
+    """SQL: ``address`` (a value or a bind parameter) is banned."""
+    return exists().where(tv.trust.c.address == address, tv.trust.c.banned.is_(True))
 
 
 def stake_of(conn: Connection, address: str) -> dict[str, int]:
@@ -241,52 +258,68 @@ def release_unbonded(conn: Connection, now: float) -> int:
 def on_accepted(
     conn: Connection,
     *,
-    task: Any,
     job: Any,
     provider: str,
-    sha256: str,
-    signature: str,
+    accepted: list[tuple[Any, str, str]],
     fee_bps: int,
     now: float,
 ) -> None:
-    """Pay an accepted result into hold-back and open its verification case."""
-    pay = ledger.pay_into_hold(
-        store.lock_balances(conn, [ledger.escrow_account(job.buyer, job.id)]),
+    """Pay accepted results of one job, ``(task, sha256, signature)`` each, into hold-back
+    and open their verification cases: one ledger transaction and one statement per
+    table for the lot, however many there are."""
+    tasks = [task for task, _, _ in accepted]
+    escrow = ledger.escrow_account(job.buyer, job.id)
+    pay = ledger.pay_many_into_hold(
+        store.lock_balances(conn, [escrow]),
         job.buyer,
         job.id,
         provider,
-        task.price,
+        [task.price for task in tasks],
         fee_bps,
-        memo=f"task {task.id}",
+        memo="task " + ", ".join(task.id for task in tasks),
     )
     store.apply(conn, pay, now)
-    fee = fee_of(task.price, fee_bps)
+    fees = [fee_of(task.price, fee_bps) for task in tasks]
     conn.execute(
-        insert(tv.payouts).values(
-            task_id=task.id,
-            job_id=job.id,
-            provider=provider,
-            buyer=job.buyer,
-            net=task.price - fee,
-            fee=fee,
-            earned_at=now,
-            state="held",
-        )
+        insert(tv.payouts),
+        [
+            {
+                "task_id": task.id,
+                "job_id": job.id,
+                "provider": provider,
+                "buyer": job.buyer,
+                "net": task.price - fee,
+                "fee": fee,
+                "earned_at": now,
+                "state": "held",
+            }
+            for task, fee in zip(tasks, fees, strict=True)
+        ],
     )
     # the n-th result of a task gets case n: ids (and the audit draws seeded by them)
     # replay identically
-    rounds = len(conn.execute(select(tv.cases.c.id).where(tv.cases.c.task_id == task.id)).all())
+    rounds: dict[str, int] = dict(
+        conn.execute(
+            select(tv.cases.c.task_id, func.count())
+            .where(tv.cases.c.task_id.in_([task.id for task in tasks]))
+            .group_by(tv.cases.c.task_id)
+        ).all()
+    )
     conn.execute(
-        insert(tv.cases).values(
-            id=f"c{task.id}-{rounds + 1}",
-            task_id=task.id,
-            job_id=job.id,
-            provider=provider,
-            result_sha256=sha256,
-            signature=signature,
-            state="unplanned",
-            created_at=now,
-        )
+        insert(tv.cases),
+        [
+            {
+                "id": f"c{task.id}-{rounds.get(task.id, 0) + 1}",
+                "task_id": task.id,
+                "job_id": job.id,
+                "provider": provider,
+                "result_sha256": sha256,
+                "signature": signature,
+                "state": "unplanned",
+                "created_at": now,
+            }
+            for task, sha256, signature in accepted
+        ],
     )
 
 
@@ -608,13 +641,16 @@ def fail_check(conn: Connection, check_id: str, provider: str, reason: str, now:
     return "expired"
 
 
-def extend_checks(conn: Connection, providers: list[str], now: float, ttl: float) -> None:
+_EXTEND_CHECKS = (
+    update(tv.checks)
+    .where(tv.checks.c.checker == bindparam("who"), tv.checks.c.state == "running")
+    .values(deadline=bindparam("deadline"))
+)
+
+
+def extend_checks(conn: Connection, provider: str, now: float, ttl: float) -> None:
     """Heartbeats keep a running check alive, like a task."""
-    conn.execute(
-        update(tv.checks)
-        .where(tv.checks.c.checker.in_(providers), tv.checks.c.state == "running")
-        .values(deadline=now + ttl)
-    )
+    conn.execute(_EXTEND_CHECKS, {"who": provider, "deadline": now + ttl})
 
 
 def _expire_check(conn: Connection, chk: Any, now: float, why: str) -> None:

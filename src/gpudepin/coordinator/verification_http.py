@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, exists, or_, select
 
 from gpudepin.coordinator import disputes, disputes_duty, hwproofs, verification
 from gpudepin.coordinator import tables_disputes as td
@@ -18,11 +18,9 @@ if TYPE_CHECKING:
 
 
 def claim_extra(rt: Runtime, who: str) -> dict[str, Any] | None:
-    """A hardware challenge or a check for ``who``, before any job task."""
+    """A hardware challenge, a check or a bisection query for ``who``, before any job
+    task; the poll asks only when ``extras_waiting`` said one may wait."""
     now = rt.clock()
-    with rt.reader.connect() as conn:  # most polls find none: spare them the writer lock
-        if not _extra_waiting(conn, who):
-            return None
     with rt.engine.begin() as conn:
         item = hwproofs.claim(conn, who, now) or verification.claim_check(
             conn, who, now, rt.settings.assignment_ttl_s
@@ -31,21 +29,24 @@ def claim_extra(rt: Runtime, who: str) -> dict[str, Any] | None:
     return disputes_duty.prepare_check(rt, item)  # a segment audit's starting checkpoint
 
 
-def _extra_waiting(conn: Any, who: str | None) -> bool:
-    """Whether a challenge, a check or a bisection query may be waiting for ``who``
-    (for anyone, when None)."""
+def extras_waiting(who: Any) -> ColumnElement[bool]:
+    """SQL: a challenge, a check or a bisection query may be waiting for ``who`` (an
+    address or a bind parameter; for anyone, when None)."""
     hw, chk, dis = tv.hw_challenges.c, tv.checks.c, td.disputes.c
-    challenge = select(hw.id).where(hw.state == "new")
-    check = select(chk.id).where(chk.state == "assigned")
+    challenge, check = [hw.state == "new"], [chk.state == "assigned"]
     if who is not None:
-        challenge, check = challenge.where(hw.address == who), check.where(chk.checker == who)
-    probes = (challenge, check, select(dis.id).where(dis.state == str(D.Phase.BISECTING)))
-    return any(conn.execute(q.limit(1)).first() is not None for q in probes)
+        challenge.append(hw.address == who)
+        check.append(chk.checker == who)
+    return or_(
+        exists().where(*challenge),
+        exists().where(*check),
+        exists().where(dis.state == str(D.Phase.BISECTING)),
+    )
 
 
 def extras_pending(conn: Any) -> bool:
     """Whether any challenge, check or bisection query waits for its agent."""
-    return _extra_waiting(conn, None)
+    return bool(conn.execute(select(extras_waiting(None))).scalar())
 
 
 def on_registered(rt: Runtime, conn: Any, who: str) -> None:

@@ -1,0 +1,64 @@
+"""What an agent's poll finds: one read says whether anything waits for it, then a claim.
+
+A thousand agents poll all the time, and most polls find nothing or only job tasks. So a
+poll first runs a single read-only probe, built once from each domain's own condition
+(the provider is registered and not banned; a hardware challenge, check or bisection
+query may wait for it; a straggler's copy is wanted; a task it may run is pending), and
+takes the writer lock only for what the probe found.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Select, bindparam, exists, select
+
+from gpudepin.coordinator import ai, db, service, speculation, verification, verification_http
+
+if TYPE_CHECKING:
+    from gpudepin.coordinator.app import Runtime
+
+
+@cache
+def _probe() -> Select[bool, bool, bool, bool, bool]:
+    who: Any = bindparam("who")
+    return select(
+        exists().where(db.providers.c.address == who).label("registered"),
+        verification.banned(who).label("banned"),
+        verification_http.extras_waiting(who).label("extras"),
+        speculation.copies_wanted().label("copies"),
+        exists(service.pending_for(who)).label("pending"),
+    )
+
+
+def claim_for(rt: Runtime, who: str, most: int) -> list[dict[str, Any]]:
+    """A hardware proof, check or bisection query for ``who`` first (alone), else up to
+    ``most`` of the oldest tasks it may run; empty when nothing waits. Forbidden for an
+    address that is not a registered provider in good standing."""
+    with rt.reader.connect() as conn:
+        found = conn.execute(_probe(), {"who": who}).one()
+        if not found.registered or found.banned:
+            service.require_provider(conn, who)  # raises, saying why
+    if found.extras:
+        extra = verification_http.claim_extra(rt, who)
+        if extra is not None:
+            return [extra]
+    if not (found.copies or found.pending):
+        return []
+    with rt.engine.begin() as conn:
+        claimed = service.claim_tasks(conn, who, rt.clock(), rt.settings.assignment_ttl_s, most)
+    claims = [
+        {
+            "id": task.id,
+            "job_id": job.id,
+            "kind": job.kind,
+            "label": task.label,
+            "job_spec": job.spec,
+            "task_spec": task.spec,
+            "inputs": job.inputs,
+            "deadline": task.deadline,
+        }
+        for task, job in claimed
+    ]
+    return ai.resume_claims(rt.reader, claims)  # training that died resumes where it was
