@@ -48,7 +48,7 @@ PG_ADMIN = os.environ.get("GPUDEPIN_TEST_PG", "postgresql://postgres@127.0.0.1:5
 HEARTBEAT_S = 10.0
 PER_CLIENT = 50
 LONG_POLL_S = 10.0  # as the real agent: a poll waits up to this long for work
-JOB_TASKS = 200
+JOB_TASKS = 1000  # one submission keeps a few hundred agents busy
 BACKLOG_PER_PROVIDER = 1.5  # tasks queued or running per provider: none waits for work
 
 
@@ -167,13 +167,16 @@ async def buyer(api: Api, stop: asyncio.Event, backlog: int) -> None:
     await api.call("faucet", "POST", "/v1/wallet/faucet", json={"amount": "1000000"})
     seed = 0
     while not stop.is_set():
-        if api.stats.submitted - api.stats.accepted < backlog:
-            seed += 1
-            params = {"tasks": JOB_TASKS, "seed": seed}
-            body = {"kind": "echo", "params": params, "inputs": {}, "price_per_task": "0.0001"}
-            if await api.call("submit_job", "POST", "/v1/jobs", json=body):
-                api.stats.submitted += JOB_TASKS
-        await asyncio.sleep(0.2)
+        if api.stats.submitted - api.stats.accepted >= backlog:
+            await asyncio.sleep(0.05)  # enough queued: look again soon
+            continue
+        seed += 1
+        params = {"tasks": JOB_TASKS, "seed": seed}
+        body = {"kind": "echo", "params": params, "inputs": {}, "price_per_task": "0.0001"}
+        if await api.call("submit_job", "POST", "/v1/jobs", json=body):
+            api.stats.submitted += JOB_TASKS
+        else:
+            await asyncio.sleep(0.2)  # refused (counted as an error): do not spin
 
 
 def keys(n: int) -> list[LocalAccount]:

@@ -81,7 +81,7 @@ jobs = Table(
     Column("id", String(32), primary_key=True),
     Column("buyer", String(42), nullable=False, index=True),
     Column("kind", String(20), nullable=False),
-    Column("state", String(20), nullable=False),
+    Column("state", String(20), nullable=False, index=True),
     Column("spec", JSON, nullable=False),
     Column("inputs", JSON, nullable=False),
     Column("price_per_task", Amount, nullable=False),
@@ -112,6 +112,7 @@ tasks = Table(
     Column("signature", String(140), nullable=True),
     Column("updated_at", Float, nullable=False),
     Index("ix_tasks_state_deadline", "state", "deadline"),
+    Index("ix_tasks_state_order", "state", "updated_at", "idx"),  # the claim's order
 )
 
 events = Table(
