@@ -120,3 +120,21 @@ def test_race_unverified_copies_earn_nothing() -> None:
 def test_policy_is_validated() -> None:
     with pytest.raises(InvalidInput):
         HedgePolicy(straggler_multiple=0.5)
+
+
+def test_a_slowdown_of_the_whole_network_races_only_a_share_of_its_tasks() -> None:
+    # an overloaded network: every one of 400 running tasks is past 1.5 x the usual p95
+    durations = {"echo:cpu": window([1.0] * 30)}
+    running = [RunningTask(f"t{i}", "echo:cpu", started_at=i) for i in range(400)]
+    chosen = stragglers(running, durations, now=1000)
+    assert chosen == [f"t{i}" for i in range(20)]  # 5% of the running tasks, oldest first
+    racing = [RunningTask(f"r{i}", "echo:cpu", started_at=0, copies=2) for i in range(15)]
+    # the 15 racing already take 15 of the 20 places (5% of 415)
+    assert len(stragglers(running + racing, durations, now=1000)) == 5
+    # a small network keeps a few copies however few tasks run
+    assert len(stragglers(running[:3], durations, now=1000)) == 3
+
+
+def test_the_racing_share_is_checked() -> None:
+    with pytest.raises(InvalidInput, match="racing share"):
+        HedgePolicy(max_racing_share=1.5)

@@ -104,6 +104,11 @@ class HedgePolicy:
     min_samples: int = 20
     max_copies: int = 2
     hedge_quantile: float = 0.95
+    # copies racing at once: at most this share of the running tasks (but always a few),
+    # so that a network slowed down as a whole (overloaded, say) is not loaded further
+    # with a copy of every task now "slower than usual"
+    max_racing_share: float = 0.05
+    min_racing: int = 4
 
     def __post_init__(self) -> None:
         if self.straggler_multiple < 1.0:
@@ -113,6 +118,11 @@ class HedgePolicy:
             )
         if self.max_copies < 1 or self.min_samples < 1:
             raise InvalidInput("max_copies and min_samples must be at least 1")
+        if not 0.0 <= self.max_racing_share <= 1.0 or self.min_racing < 0:
+            raise InvalidInput(
+                f"the racing share must be in [0, 1], got {self.max_racing_share}",
+                hint="It caps how many running tasks may have a copy at once.",
+            )
         if not 0.0 < self.hedge_quantile <= 1.0:
             raise InvalidInput(f"hedge quantile must be in (0, 1], got {self.hedge_quantile}")
 
@@ -142,9 +152,16 @@ def stragglers(
     now: float,
     policy: HedgePolicy = HedgePolicy(),
 ) -> list[str]:
-    """The ids of running tasks to re-execute speculatively, oldest first."""
-    chosen = []
-    for task in sorted(running, key=lambda t: t.started_at):
+    """The ids of running tasks to re-execute speculatively, oldest first, within the
+    racing budget: ``max_racing_share`` of the running tasks (at least ``min_racing``)
+    may race at once, counting those racing already."""
+    tasks = list(running)
+    budget = max(policy.min_racing, math.floor(policy.max_racing_share * len(tasks)))
+    budget -= sum(1 for t in tasks if t.copies > 1)
+    chosen: list[str] = []
+    for task in sorted(tasks, key=lambda t: t.started_at):
+        if len(chosen) >= budget:
+            break
         window = durations.get(task.task_class)
         p = window.p95() if window is not None and len(window) >= policy.min_samples else None
         if should_speculate(now - task.started_at, p, task.copies, policy):
