@@ -145,7 +145,10 @@ def coordinator(
     # interval a transaction holding the writer lock waits up to 5 ms to get it back
     # after each one while request threads run Python, so writes queued behind it.
     sys.setswitchinterval(0.0005)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    # agents come back every few seconds (heartbeats every 10 s, long polls of 10 s): with
+    # uvicorn's 5 s keep-alive a connection was often closed just as an agent reused it,
+    # and that request failed ("server disconnected without sending a response")
+    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_keep_alive=75)
 
 
 @provider_app.command("start")
