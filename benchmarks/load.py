@@ -63,6 +63,7 @@ class Stats:
     empty_polls: int = 0  # long polls that came back without work (their time is the wait)
     task_s: float = 0.0  # how long an emulated provider "runs" each task
     batch: int = 1  # tasks a poll may bring (and results a submission carries)
+    why: dict[str, str] = field(default_factory=dict)  # the first error of each kind
 
 
 class Api:
@@ -88,6 +89,7 @@ class Api:
             self.stats.latency[name].append(time.perf_counter() - t0)
             if not ok:
                 self.stats.errors[name] += 1
+                self.stats.why.setdefault(name, r.text[:200] if r is not None else why)
         if not ok:
             if not self.stats.recording:
                 raise RuntimeError(f"{name} failed: {r.text if r is not None else why}")
@@ -145,8 +147,11 @@ async def provider(api: Api, stop: asyncio.Event, rng: random.Random) -> None:
         else:
             res = await api.call("results", "POST", "/v1/tasks/results", json={"results": items})
             answers = (res or {}).get("results", [])
-        ok = sum(a.get("state") == "accepted" for a in answers)
-        api.stats.errors["result items"] += (len(answers) - ok) * api.stats.recording
+        refused = [a for a in answers if a.get("state") != "accepted"]
+        if refused and api.stats.recording:
+            api.stats.errors["result items"] += len(refused)
+            api.stats.why.setdefault("result items", str(refused[0])[:200])
+        ok = len(answers) - len(refused)
         api.stats.accepted += ok
         api.stats.done += ok * api.stats.recording
 
@@ -185,12 +190,13 @@ def keys(n: int) -> list[LocalAccount]:
 
 
 async def drive(
-    url: str, n: int, seconds: float, warmup: float, task_s: float, batch: int
-) -> list[Stats]:
-    """Sign everyone in, then run two windows with the same 1,000 providers: a steady one
+    url: str, n: int, seconds: float, warmup: float, task_s: float, batch: int, windows: list[str]
+) -> dict[str, Stats]:
+    """Sign everyone in, then run the windows with the same 1,000 providers: a steady one
     (each task takes ``task_s`` to run, as real work does: the latency figures) and a
     saturated one (tasks take no time: the most the coordinator dispatches)."""
-    phases = [Stats(task_s=task_s), Stats(task_s=0.0, batch=batch)]
+    every = {"steady": Stats(task_s=task_s), "saturated": Stats(task_s=0.0, batch=batch)}
+    phases = [every[w] for w in windows]
     # one httpx client per 50 providers: a pool scans its connections on every request,
     # and one pool of a thousand made this process, not the coordinator, the bottleneck
     limits = httpx.Limits(max_connections=PER_CLIENT + 10, max_keepalive_connections=PER_CLIENT)
@@ -240,7 +246,7 @@ async def drive(
             stop.set()
             await asyncio.gather(*tasks, return_exceptions=True)
             await _drain(apis[-1])
-    return phases
+    return {w: every[w] for w in windows}
 
 
 async def _drain(buyer_api: Api) -> None:
@@ -284,11 +290,15 @@ def report(label: str, stats: Stats) -> float:
             f"    {name:<10} {len(xs):>7} calls  p50 {pct(xs, 0.5):6.1f} ms  "
             f"p99 {pct(xs, 0.99):6.1f} ms  errors {stats.errors.get(name, 0)}"
         )
+    for name, count in sorted(stats.errors.items()):
+        print(f"    errors: {count} {name}, the first: {stats.why.get(name)}")
     return rate
 
 
-def run_ours(db: str, n: int, seconds: float, warmup: float, task_s: float, batch: int) -> float:
-    """Both windows on ``db``; returns the saturated window's tasks/s."""
+def run_ours(
+    db: str, n: int, seconds: float, warmup: float, task_s: float, batch: int, windows: list[str]
+) -> float:
+    """The windows on ``db``; returns the last one's tasks/s (the saturated one's, when run)."""
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
         url_db, dropper = None, None
@@ -297,7 +307,7 @@ def run_ours(db: str, n: int, seconds: float, warmup: float, task_s: float, batc
         proc, url = start_coordinator(home, url_db)
         try:
             print(f"gpudepin on {db}: {n} emulated providers, {seconds:.0f}s a window, at {url}")
-            steady, saturated = asyncio.run(drive(url, n, seconds, warmup, task_s, batch))
+            ran = asyncio.run(drive(url, n, seconds, warmup, task_s, batch, windows))
         finally:
             proc.terminate()
             try:
@@ -306,8 +316,11 @@ def run_ours(db: str, n: int, seconds: float, warmup: float, task_s: float, batc
                 proc.kill()
             if dropper:
                 dropper()
-        report(f"{db}, steady (tasks run ~{task_s:g}s, one a poll)", steady)
-        return report(f"{db}, saturated (tasks run 0s, up to {batch} a poll)", saturated)
+        labels = {
+            "steady": f"{db}, steady (tasks run ~{task_s:g}s, one a poll)",
+            "saturated": f"{db}, saturated (tasks run 0s, up to {batch} a poll)",
+        }
+        return [report(labels[w], stats) for w, stats in ran.items()][-1]
 
 
 def _pg_database() -> tuple[str, object]:
@@ -387,14 +400,18 @@ def main() -> None:
     ap.add_argument("--db", choices=("sqlite", "postgres", "both"), default="both")
     ap.add_argument("--task-s", type=float, default=5.0, help="run time of a task, steady window")
     ap.add_argument("--batch", type=int, default=8, help="tasks a poll brings, saturated window")
+    ap.add_argument("--window", choices=("steady", "saturated", "both"), default="both")
     ap.add_argument("--no-celery", action="store_true")
     ap.add_argument("--no-ray", action="store_true")
     args = ap.parse_args()
     sys.path.insert(0, str(HERE))
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start")
     dbs = ("sqlite", "postgres") if args.db == "both" else (args.db,)
+    windows = ["steady", "saturated"] if args.window == "both" else [args.window]
     ours = {
-        db: run_ours(db, args.providers, args.seconds, args.warmup, args.task_s, args.batch)
+        db: run_ours(
+            db, args.providers, args.seconds, args.warmup, args.task_s, args.batch, windows
+        )
         for db in dbs
     }
     n_tasks = max(100, int(max(ours.values()) * args.seconds))
