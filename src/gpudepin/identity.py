@@ -10,9 +10,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from coincurve import PrivateKey, PublicKey
 from eth_account import Account
-from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
+from eth_hash.auto import keccak
 
 from gpudepin.core.errors import InvalidInput, Unauthorized
 
@@ -37,19 +38,45 @@ def load_or_create_key(home: Path, name: str) -> LocalAccount:
     return account
 
 
+def _eip191_hash(text: str) -> bytes:
+    data = text.encode()
+    return bytes(keccak(b"\x19Ethereum Signed Message:\n" + str(len(data)).encode() + data))
+
+
 def sign_text(account: LocalAccount, text: str) -> str:
-    """EIP-191 signature of ``text`` as 0x-hex."""
-    signed = account.sign_message(encode_defunct(text=text))
-    return "0x" + signed.signature.hex().removeprefix("0x")
+    """EIP-191 signature of ``text`` as 0x-hex (what ``personal_sign`` gives)."""
+    # coincurve directly: the same RFC 6979 signature eth-account makes, in a tenth of
+    # the time (an agent signs every result; the load benchmark signs for a thousand)
+    sig = PrivateKey(bytes(account.key)).sign_recoverable(_eip191_hash(text), hasher=None)
+    return "0x" + sig[:64].hex() + f"{sig[64] + 27:02x}"
 
 
 def recover_signer(text: str, signature: str) -> str:
-    """The lower-case address that signed ``text``; Unauthorized if the signature is bad."""
+    """The lower-case address that signed ``text``; Unauthorized if the signature is bad.
+
+    The coordinator checks a signature on every result, log-in and receipt, so this
+    recovers with coincurve directly (~40 us) rather than through eth-account (~100 us).
+    """
+    bad = Unauthorized("the signature does not verify", hint="Sign with your own key.")
     try:
-        address: str = Account.recover_message(encode_defunct(text=text), signature=signature)
-    except Exception as exc:  # eth-account raises several unrelated types for bad input
-        raise Unauthorized("the signature does not verify", hint="Sign with your own key.") from exc
-    return address.lower()
+        raw = bytes.fromhex(signature.removeprefix("0x"))
+    except ValueError as exc:
+        raise bad from exc
+    if len(raw) != 65 or raw[64] not in (0, 1, 27, 28):
+        raise bad
+    r, s = int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:64], "big")
+    if not (0 < r < _SECP256K1_N and 0 < s < _SECP256K1_N):
+        raise bad
+    try:
+        key = PublicKey.from_signature_and_message(
+            raw[:64] + bytes([raw[64] % 27]), _eip191_hash(text), hasher=None
+        )
+    except Exception as exc:  # coincurve raises ValueError or its own types
+        raise bad from exc
+    return "0x" + bytes(keccak(key.format(compressed=False)[1:]))[-20:].hex()
+
+
+_SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
 
 def normalize_address(address: str) -> str:
