@@ -64,6 +64,7 @@ class Stats:
     task_s: float = 0.0  # how long an emulated provider "runs" each task
     batch: int = 1  # tasks a poll may bring (and results a submission carries)
     why: dict[str, str] = field(default_factory=dict)  # the first error of each kind
+    server_cpu_s: float = 0.0  # CPU time the coordinator process used in the window
 
 
 class Api:
@@ -189,8 +190,24 @@ def keys(n: int) -> list[LocalAccount]:
     return [Account.from_key(hashlib.sha256(f"load-{i}".encode()).digest()) for i in range(n)]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (Linux), 0 where unknown."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def drive(
-    url: str, n: int, seconds: float, warmup: float, task_s: float, batch: int, windows: list[str]
+    url: str,
+    pid: int,
+    n: int,
+    seconds: float,
+    warmup: float,
+    task_s: float,
+    batch: int,
+    windows: list[str],
 ) -> dict[str, Stats]:
     """Sign everyone in, then run the windows with the same 1,000 providers: a steady one
     (each task takes ``task_s`` to run, as real work does: the latency figures) and a
@@ -239,10 +256,11 @@ async def drive(
             tasks += [asyncio.create_task(provider(a, stop, rng)) for a in apis[:-1]]
             await asyncio.sleep(warmup)
             stats.recording = True
-            started = time.monotonic()
+            started, cpu0 = time.monotonic(), cpu_seconds(pid)
             await asyncio.sleep(seconds)
             stats.recording = False
             stats.latency["_window"] = [time.monotonic() - started]
+            stats.server_cpu_s = cpu_seconds(pid) - cpu0
             stop.set()
             await asyncio.gather(*tasks, return_exceptions=True)
             await _drain(apis[-1])
@@ -280,6 +298,11 @@ def report(label: str, stats: Stats) -> float:
     every = [x for xs in stats.latency.values() for x in xs]
     errors = sum(stats.errors.values())
     print(f"  {label}: {rate:.1f} tasks/s sustained over {window:.0f}s ({stats.done} tasks)")
+    if stats.server_cpu_s and stats.done:
+        print(
+            f"  {label}: the coordinator used {stats.server_cpu_s / window:.2f} CPUs, "
+            f"{1000 * stats.server_cpu_s / stats.done:.2f} ms of CPU a task"
+        )
     print(
         f"  {label}: API p50 {pct(every, 0.5):.1f} ms, p99 {pct(every, 0.99):.1f} ms over "
         f"{len(every)} calls ({len(every) / window:.0f}/s; polls counted when they brought "
@@ -307,7 +330,7 @@ def run_ours(
         proc, url = start_coordinator(home, url_db)
         try:
             print(f"gpudepin on {db}: {n} emulated providers, {seconds:.0f}s a window, at {url}")
-            ran = asyncio.run(drive(url, n, seconds, warmup, task_s, batch, windows))
+            ran = asyncio.run(drive(url, proc.pid, n, seconds, warmup, task_s, batch, windows))
         finally:
             proc.terminate()
             try:

@@ -152,9 +152,7 @@ def _store_inline(rt: Runtime, body: schemas.ResultIn, sha: str) -> int | None:
         )
     if hashlib.sha256(data).hexdigest() != sha:
         raise InvalidInput("content_b64 does not hash to sha256", field="content_b64")
-    writer = rt.blobs.writer()
-    writer.write(data)
-    writer.commit()
+    rt.blobs.put_bytes(data)
     return len(data)
 
 
@@ -516,7 +514,11 @@ def _hand_in(
         except GpudepinError as exc:
             out[task_id] = exc
             continue
-        ready.append(results.Submission(task_id, sha, body.signature, body.meta, inline, rejection))
+        ready.append(
+            results.Submission(
+                task_id, sha, body.signature, body.meta, inline, rejection, task, job
+            )
+        )
     if ready:
         with rt.engine.begin() as conn:
             states = results.record(conn, who, ready, rt.settings.fee_bps, rt.clock())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -52,6 +53,24 @@ class BlobStore:
             w.abort()
             raise
         return w.commit()
+
+    def put_bytes(self, data: bytes) -> str:
+        """Store a small blob held in memory (an inline result); its sha256.
+
+        Content-addressed, so bytes already here are not written again; otherwise one
+        temp file named after the content and this thread, renamed into place.
+        """
+        if len(data) > self.max_bytes:
+            raise PayloadTooLarge(f"blob is larger than the limit of {self.max_bytes} bytes")
+        sha = hashlib.sha256(data).hexdigest()
+        dest = self.root / sha[:2] / sha
+        if dest.exists():
+            return sha
+        dest.parent.mkdir(exist_ok=True)
+        tmp = self.root / f".inline-{sha}-{threading.get_ident()}"
+        tmp.write_bytes(data)
+        os.replace(tmp, dest)
+        return sha
 
     def put_file(self, path: Path) -> tuple[str, int]:
         with path.open("rb") as fh:

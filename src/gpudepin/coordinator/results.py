@@ -20,8 +20,6 @@ from gpudepin.coordinator import db, service, speculation, store, verification
 from gpudepin.core.errors import Conflict, GpudepinError
 from gpudepin.core.jobs import TaskState, task_transition
 
-PG = "postgresql"
-
 
 @dataclass(frozen=True)
 class Submission:
@@ -33,19 +31,17 @@ class Submission:
     meta: dict[str, Any]
     inline_size: int | None  # set when its bytes came inline (their blob row is due)
     rejection: str | None  # the workload's reason to refuse it, if any
+    task: Any  # the task's row and its job's, as read when the result was judged
+    job: Any
 
 
-def assigned(
-    conn: Connection, provider: str, task_ids: list[str], lock: bool = False
-) -> dict[str, tuple[Any, Any]]:
+def assigned(conn: Connection, provider: str, task_ids: list[str]) -> dict[str, tuple[Any, Any]]:
     """``(task, job)`` for each of ``task_ids`` assigned to ``provider`` right now, in two
-    queries; ``lock`` holds the task rows (PostgreSQL) until commit."""
+    queries."""
     t = db.tasks.c
     q = select(db.tasks).where(
         t.id.in_(task_ids), t.provider == provider, t.state == TaskState.ASSIGNED.value
     )
-    if lock and conn.dialect.name == PG:
-        q = q.with_for_update()
     tasks = list(conn.execute(q))
     if not tasks:
         return {}
@@ -62,13 +58,16 @@ def record(
     store.note_blobs(
         conn, provider, {r.sha256: r.inline_size for r in results if r.inline_size}, now
     )
-    ids = [r.task_id for r in results]
-    found = assigned(conn, provider, ids, lock=True)
-    racing = speculation.racing(conn, ids) if found else set()
+    racing = speculation.racing(conn, [r.task_id for r in results])
+    # the rows were read when the results were judged; _accept's compare-and-set makes
+    # sure each task is still this provider's (else the batch takes the per-task path)
     usual = [
-        (r, *found[r.task_id])
+        r
         for r in results
-        if r.rejection is None and r.task_id in found and r.task_id not in racing
+        if r.rejection is None
+        and r.task.provider == provider
+        and r.task.state == TaskState.ASSIGNED.value
+        and r.task_id not in racing
     ]
     out: dict[str, str | GpudepinError] = {}
     if usual:
@@ -78,7 +77,7 @@ def record(
         except GpudepinError:
             pass  # each goes the per-task way below, and gets its own answer
         else:
-            out.update((r.task_id, TaskState.ACCEPTED.value) for r, _, _ in usual)
+            out.update((r.task_id, TaskState.ACCEPTED.value) for r in usual)
     for r in results:
         if r.task_id in out:
             continue
@@ -119,11 +118,7 @@ _ACCEPT = (
 
 
 def _accept(
-    conn: Connection,
-    provider: str,
-    batch: list[tuple[Submission, Any, Any]],
-    fee_bps: int,
-    now: float,
+    conn: Connection, provider: str, batch: list[Submission], fee_bps: int, now: float
 ) -> None:
     """Accept results of tasks assigned to ``provider`` and pay them, set-wise."""
     task_transition(TaskState.ASSIGNED, TaskState.SUBMITTED)
@@ -139,10 +134,10 @@ def _accept(
                 "t_meta": r.meta,
                 "t_now": now,
             }
-            for r, _, _ in batch
+            for r in batch
         ],
     )
-    if conn.dialect.supports_sane_multi_rowcount and res.rowcount != len(batch):
+    if res.rowcount != len(batch):
         raise Conflict("a task of the batch changed state meanwhile")
     store.record_many(
         conn,
@@ -150,7 +145,7 @@ def _accept(
         "task_submitted",
         [
             {
-                "job_id": job.id,
+                "job_id": r.job.id,
                 "task_id": r.task_id,
                 "actor": provider,
                 "detail": {
@@ -159,12 +154,12 @@ def _accept(
                     "seconds": r.meta.get("seconds"),
                 },
             }
-            for r, _, job in batch
+            for r in batch
         ],
     )
     by_job: dict[str, tuple[Any, list[tuple[Any, str, str]]]] = {}
-    for r, task, job in batch:
-        by_job.setdefault(job.id, (job, []))[1].append((task, r.sha256, r.signature))
+    for r in batch:
+        by_job.setdefault(r.job.id, (r.job, []))[1].append((r.task, r.sha256, r.signature))
     for job, accepted in by_job.values():
         verification.on_accepted(
             conn, job=job, provider=provider, accepted=accepted, fee_bps=fee_bps, now=now
@@ -175,11 +170,11 @@ def _accept(
         "task_accepted",
         [
             {
-                "job_id": job.id,
+                "job_id": r.job.id,
                 "task_id": r.task_id,
                 "actor": provider,
-                "detail": {"paid": str(task.price)},
+                "detail": {"paid": str(r.task.price)},
             }
-            for r, task, job in batch
+            for r in batch
         ],
     )

@@ -339,11 +339,10 @@ def pending_for(provider: Any) -> Select[Any]:
 
 
 @cache
-def _claim_statements(dialect: str) -> tuple[Select[Any], Update, Select[Any]]:
-    """The claim's three statements, built once: the oldest pending tasks ``who`` may
-    run, their compare-and-set to assigned, and the rows it won."""
+def _claim_statements(dialect: str) -> tuple[Select[Any], Any]:
+    """The claim's two statements, built once: the oldest pending tasks ``who`` may run,
+    and their compare-and-set to assigned, returning the rows it won."""
     t = db.tasks.c
-    ids: Any = bindparam("ids", expanding=True)
     oldest = (
         pending_for(bindparam("who"))
         .order_by(t.updated_at, t.idx)
@@ -353,7 +352,7 @@ def _claim_statements(dialect: str) -> tuple[Select[Any], Update, Select[Any]]:
         oldest = oldest.with_for_update(skip_locked=True, of=db.tasks)
     take = (
         update(db.tasks)
-        .where(t.id.in_(ids), t.state == TaskState.PENDING.value)
+        .where(t.id.in_(bindparam("ids", expanding=True)), t.state == TaskState.PENDING.value)
         .values(
             state=TaskState.ASSIGNED.value,
             provider=bindparam("who"),
@@ -362,35 +361,30 @@ def _claim_statements(dialect: str) -> tuple[Select[Any], Update, Select[Any]]:
             attempts=t.attempts + 1,
             updated_at=bindparam("now"),
         )
+        .returning(*db.tasks.c)
     )
-    won = select(db.tasks).where(
-        t.id.in_(ids),
-        t.state == TaskState.ASSIGNED.value,
-        t.provider == bindparam("who"),
-        t.assigned_at == bindparam("now"),
-    )
-    return oldest, take, won
+    return oldest, take
 
 
 def claim_tasks(conn: Connection, provider: str, now: float, ttl: float, most: int) -> list[Any]:
     """Assign up to ``most`` of the oldest pending tasks to ``provider``, as ``(task, job)``
     pairs; safe with concurrent agents. A straggler's copy, when one is due, comes alone.
 
-    The statements do not grow with ``most`` (one select, one compare-and-set update, one
-    read back), so an agent prefetching tiny tasks costs about what one claim does.
+    The statements do not grow with ``most`` (one select, one compare-and-set update that
+    returns what it won), so an agent prefetching tiny tasks costs about what one claim
+    does.
     """
     if conn.execute(select(speculation.copies_wanted())).scalar():
         copy = speculation.claim_copy(conn, provider, now, ttl)  # stragglers' copies first
         if copy is not None:
             return [copy]
-    oldest, take, won_q = _claim_statements(conn.dialect.name)
+    oldest, take = _claim_statements(conn.dialect.name)
     ids: list[str] = list(conn.execute(oldest, {"who": provider, "most": most}).scalars())
     if not ids:
         return []
     # compare-and-set: only one claimant can move a task out of pending
     params = {"ids": ids, "who": provider, "now": now, "deadline": now + ttl}
-    conn.execute(take, params)
-    won = {task.id: task for task in conn.execute(won_q, params)}
+    won = {task.id: task for task in conn.execute(take, params)}
     if not won:
         return []
     job_ids = {task.job_id for task in won.values()}
@@ -406,7 +400,8 @@ def claim_tasks(conn: Connection, provider: str, now: float, ttl: float, most: i
                 .values(state=JobState.RUNNING.value, updated_at=now)
             )
     if market.on_claimed(conn, list(won.values()), provider, now):  # winners' bids price them
-        won = {task.id: task for task in conn.execute(won_q, params)}
+        again = select(db.tasks).where(db.tasks.c.id.in_(list(won)))
+        won = {task.id: task for task in conn.execute(again)}
     store.record_many(
         conn,
         now,

@@ -7,6 +7,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from gpudepin.coordinator import db
 from gpudepin.core.errors import InsufficientFunds
@@ -117,17 +119,17 @@ def note_blobs(conn: Connection, uploader: str, sizes: dict[str, int], now: floa
     uploader: a buyer may only use files it uploaded itself)."""
     if not sizes:
         return
-    have = set(
-        conn.execute(
-            select(db.blobs.c.sha256).where(
-                db.blobs.c.uploader == uploader, db.blobs.c.sha256.in_(list(sizes))
-            )
-        ).scalars()
+    conn.execute(
+        _NOTE_BLOB[conn.dialect.name],
+        [
+            {"sha256": sha, "uploader": uploader, "size": size, "created_at": now}
+            for sha, size in sizes.items()
+        ],
     )
-    new = [
-        {"sha256": sha, "uploader": uploader, "size": size, "created_at": now}
-        for sha, size in sizes.items()
-        if sha not in have
-    ]
-    if new:
-        conn.execute(insert(db.blobs), new)
+
+
+# one statement, known rows left alone (the row is the same whoever wrote it first)
+_NOTE_BLOB = {
+    "sqlite": sqlite_insert(db.blobs).on_conflict_do_nothing(),
+    "postgresql": pg_insert(db.blobs).on_conflict_do_nothing(),
+}
