@@ -48,7 +48,9 @@ from gpudepin.workloads import registry
 router = APIRouter(prefix="/v1")
 
 
-def runtime(request: Request) -> Runtime:
+async def runtime(request: Request) -> Runtime:
+    """The app's shared state. ``async`` on purpose: FastAPI runs a plain ``def``
+    dependency in its thread pool, a thread hop on every request for one attribute."""
     rt: Runtime = request.app.state.rt
     return rt
 
