@@ -363,12 +363,16 @@ def register(
 
 
 @router.post("/providers/heartbeat")
-def heartbeat(
+async def heartbeat(
     body: schemas.HeartbeatIn | None = None,
     who: str = Depends(caller),
     rt: Runtime = Depends(runtime),
 ) -> dict[str, Any]:
     """Mark the agent alive and keep the tasks it names (all it holds, without a list)."""
+    return await rt.quick(_heartbeat, rt, who, body)
+
+
+def _heartbeat(rt: Runtime, who: str, body: schemas.HeartbeatIn | None) -> dict[str, Any]:
     now, ttl = rt.clock(), rt.settings.assignment_ttl_s
     with rt.engine.begin() as conn:
         held = service.heartbeat(conn, who, None if body is None else body.held, now, ttl)
@@ -398,7 +402,7 @@ async def poll(
     deadline = rt.clock() + max(0.0, min(wait, rt.settings.long_poll_s))
     while True:
         generation = rt.work.generation
-        tasks = await run_in_threadpool(dispatch.claim_for, rt, who, max_tasks)
+        tasks = await dispatch.claim_for(rt, who, max_tasks)
         if tasks:
             return {"task": tasks[0], "tasks": tasks}
         remaining = deadline - rt.clock()
@@ -427,26 +431,30 @@ def task_input(
 
 
 @router.post("/tasks/{task_id}/result")
-def submit_result(
+async def submit_result(
     task_id: str, body: schemas.ResultIn, who: str = Depends(caller), rt: Runtime = Depends(runtime)
 ) -> dict[str, Any]:
     sha = _signed_sha(task_id, body, who)
     if verification_http.verification.is_check_id(task_id):
-        inline = _store_inline(rt, body, sha)
-        if inline is not None:
-            _record_blob(rt, sha, who, inline)
-        with rt.reader.connect() as conn:
-            _owned_blob(conn, sha, who)
-        state = verification_http.submit_check(rt, task_id, who, sha, body.signature)
+        state = await run_in_threadpool(_submit_check, rt, task_id, body, sha, who)
         return {"task_id": task_id, "state": state, "reason": None}
-    answer = _hand_in(rt, who, [(task_id, body, sha)])[task_id]
+    answer = (await _hand_in(rt, who, [(task_id, body, sha)]))[task_id]
     if isinstance(answer, GpudepinError):
         raise answer
     return answer
 
 
+def _submit_check(rt: Runtime, check_id: str, body: schemas.ResultIn, sha: str, who: str) -> str:
+    inline = _store_inline(rt, body, sha)
+    if inline is not None:
+        _record_blob(rt, sha, who, inline)
+    with rt.reader.connect() as conn:
+        _owned_blob(conn, sha, who)
+    return verification_http.submit_check(rt, check_id, who, sha, body.signature)
+
+
 @router.post("/tasks/results")
-def submit_results(
+async def submit_results(
     body: schemas.ResultsIn, who: str = Depends(caller), rt: Runtime = Depends(runtime)
 ) -> dict[str, Any]:
     """Several tasks' results in one call, written in one transaction.
@@ -474,7 +482,7 @@ def submit_results(
             signed.append((item.task_id, item, _signed_sha(item.task_id, item, who)))
         except GpudepinError as exc:
             answers[item.task_id] = {"task_id": item.task_id, **exc.to_dict()}
-    for task_id, answer in _hand_in(rt, who, signed).items():
+    for task_id, answer in (await _hand_in(rt, who, signed)).items():
         if isinstance(answer, GpudepinError):
             answer = {"task_id": task_id, **answer.to_dict()}
         answers[task_id] = answer
@@ -482,6 +490,10 @@ def submit_results(
 
 
 BATCH_INLINE_B64 = 4 * 1024 * 1024
+# results judged on the event loop when all came inline and hold at most this many bytes
+# of base64 together (tiny outputs: the workload's check reads little); larger ones, and
+# uploaded files, are judged in the thread pool
+QUICK_JUDGE_B64 = 256 * 1024
 
 
 def _signed_sha(task_id: str, body: schemas.ResultIn, who: str) -> str:
@@ -491,13 +503,42 @@ def _signed_sha(task_id: str, body: schemas.ResultIn, who: str) -> str:
     return sha
 
 
-def _hand_in(
+Answer = dict[str, Any] | GpudepinError
+Claimed = tuple[str, schemas.ResultIn, str, Any, Any]  # task id, body, sha256, task, job
+
+
+async def _hand_in(
     rt: Runtime, who: str, signed: list[tuple[str, schemas.ResultIn, str]]
-) -> dict[str, dict[str, Any] | GpudepinError]:
+) -> dict[str, Answer]:
     """Judge signed results (``task id, body, sha256`` each) and record those that pass
     in one write transaction; each task id maps to its answer or to its error."""
-    out: dict[str, dict[str, Any] | GpudepinError] = {}
-    claimed: list[tuple[str, schemas.ResultIn, str, Any, Any]] = []
+    out: dict[str, Answer] = {}
+    claimed = await rt.quick(_claimed, rt, who, signed, out)
+    small = sum(len(b.content_b64 or "") for _, b, _, _, _ in claimed) <= QUICK_JUDGE_B64
+    if small and all(b.content_b64 is not None for _, b, _, _, _ in claimed):
+        ready = _judge(rt, claimed, out)
+    else:
+        ready = await run_in_threadpool(_judge, rt, claimed, out)
+    if ready:
+        states = await rt.quick(_record, rt, who, ready)
+        for r in ready:
+            state = states[r.task_id]
+            out[r.task_id] = (
+                state
+                if isinstance(state, GpudepinError)
+                else {"task_id": r.task_id, "state": state, "reason": r.rejection}
+            )
+    if any(isinstance(a, GpudepinError) or a["state"] != "accepted" for a in out.values()):
+        rt.notify_work()
+    return out
+
+
+def _claimed(
+    rt: Runtime, who: str, signed: list[tuple[str, schemas.ResultIn, str]], out: dict[str, Answer]
+) -> list[Claimed]:
+    """The signed results whose task ``who`` may hand in, with the task and job rows;
+    the refusals go to ``out``."""
+    claimed = []
     with rt.reader.connect() as conn:
         mine = results.assigned(conn, who, [task_id for task_id, _, _ in signed])
         for task_id, body, sha in signed:
@@ -508,8 +549,13 @@ def _hand_in(
                 claimed.append((task_id, body, sha, task, job))
             except GpudepinError as exc:
                 out[task_id] = exc
+    return claimed
+
+
+def _judge(rt: Runtime, claimed: list[Claimed], out: dict[str, Answer]) -> list[results.Submission]:
+    """Keep inline results and run the workload's check on each (it reads files)."""
     ready = []
-    for task_id, body, sha, task, job in claimed:  # the workload's checks read files
+    for task_id, body, sha, task, job in claimed:
         try:
             inline = _store_inline(rt, body, sha)
             rejection = _check_result(job, task, rt.blobs.open_path(sha))
@@ -521,19 +567,14 @@ def _hand_in(
                 task_id, sha, body.signature, body.meta, inline, rejection, task, job
             )
         )
-    if ready:
-        with rt.engine.begin() as conn:
-            states = results.record(conn, who, ready, rt.settings.fee_bps, rt.clock())
-        for r in ready:
-            state = states[r.task_id]
-            out[r.task_id] = (
-                state
-                if isinstance(state, GpudepinError)
-                else {"task_id": r.task_id, "state": state, "reason": r.rejection}
-            )
-    if any(isinstance(a, GpudepinError) or a["state"] != "accepted" for a in out.values()):
-        rt.notify_work()
-    return out
+    return ready
+
+
+def _record(
+    rt: Runtime, who: str, ready: list[results.Submission]
+) -> dict[str, str | GpudepinError]:
+    with rt.engine.begin() as conn:
+        return results.record(conn, who, ready, rt.settings.fee_bps, rt.clock())
 
 
 def _copy_holder(conn: Any, task_id: str, who: str) -> tuple[Any, Any]:

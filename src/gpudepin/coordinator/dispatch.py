@@ -12,6 +12,7 @@ from __future__ import annotations
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Select, bindparam, exists, select
 
 from gpudepin.coordinator import ai, db, service, speculation, verification, verification_http
@@ -32,20 +33,29 @@ def _probe() -> Select[bool, bool, bool, bool, bool]:
     )
 
 
-def claim_for(rt: Runtime, who: str, most: int) -> list[dict[str, Any]]:
+async def claim_for(rt: Runtime, who: str, most: int) -> list[dict[str, Any]]:
     """A hardware proof, check or bisection query for ``who`` first (alone), else up to
     ``most`` of the oldest tasks it may run; empty when nothing waits. Forbidden for an
     address that is not a registered provider in good standing."""
-    with rt.reader.connect() as conn:
-        found = conn.execute(_probe(), {"who": who}).one()
-        if not found.registered or found.banned:
-            service.require_provider(conn, who)  # raises, saying why
-    if found.extras:
-        extra = verification_http.claim_extra(rt, who)
+    found = await rt.quick(_look, rt, who)
+    if found.extras:  # rare, and preparing one may read a checkpoint: in the thread pool
+        extra = await run_in_threadpool(verification_http.claim_extra, rt, who)
         if extra is not None:
             return [extra]
     if not (found.copies or found.pending):
         return []
+    return await rt.quick(_claim, rt, who, most)
+
+
+def _look(rt: Runtime, who: str) -> Any:
+    with rt.reader.connect() as conn:
+        found = conn.execute(_probe(), {"who": who}).one()
+        if not found.registered or found.banned:
+            service.require_provider(conn, who)  # raises, saying why
+    return found
+
+
+def _claim(rt: Runtime, who: str, most: int) -> list[dict[str, Any]]:
     with rt.engine.begin() as conn:
         claimed = service.claim_tasks(conn, who, rt.clock(), rt.settings.assignment_ttl_s, most)
     claims = [
