@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from gpudepin.client import Client
 from gpudepin.coordinator import loops
 from gpudepin.coordinator.app import create_app
-from gpudepin.core.errors import Forbidden
+from gpudepin.core.errors import Forbidden, RaceLost
 from gpudepin.settings import CoordinatorSettings
 from gpudepin.workloads.echo import expected
 
@@ -115,7 +115,7 @@ def test_copy_that_finishes_first_wins_and_the_straggler_is_refused_unpaid(net: 
     net.clock.t += 3
     assert run(b, stuck)["state"] == "accepted"
     net.clock.t += 5
-    with pytest.raises(Forbidden, match="raced by a speculative copy"):
+    with pytest.raises(RaceLost, match="raced by a speculative copy"):
         run(a, stuck)
     done = finish(net, buyer, job)
     assert {t["provider"] for t in done["tasks"]} == {a.address, b.address}
@@ -135,7 +135,7 @@ def test_original_that_finishes_first_wins_and_the_copy_is_paid_for_its_time(net
     net.clock.t += 1  # the copy runs one second, at 1 token over a 10 s p95
     assert run(a, stuck)["state"] == "accepted"
     net.clock.t += 5
-    with pytest.raises(Forbidden, match="raced by a speculative copy"):
+    with pytest.raises(RaceLost, match="raced by a speculative copy"):
         run(b, stuck)
     assert b.poll(0) is None  # nothing left to run: the copy moved on
     finish(net, buyer, job)

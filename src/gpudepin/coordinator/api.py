@@ -528,7 +528,9 @@ async def _hand_in(
                 if isinstance(state, GpudepinError)
                 else {"task_id": r.task_id, "state": state, "reason": r.rejection}
             )
-    if any(isinstance(a, GpudepinError) or a["state"] != "accepted" for a in out.values()):
+    # a rejected result puts its task back in the queue; a refused one (not yours, a lost
+    # race) changes nothing, and waking every idle poll for it made a storm of probes
+    if any(not isinstance(a, GpudepinError) and a["state"] == "rejected" for a in out.values()):
         rt.notify_work()
     return out
 

@@ -24,7 +24,7 @@ from sqlalchemy import (
 
 from gpudepin.coordinator import db, enterprise, market, speculation, store
 from gpudepin.core import ledger
-from gpudepin.core.errors import Conflict, Forbidden, InvalidInput, NotFound
+from gpudepin.core.errors import Conflict, Forbidden, InvalidInput, NotFound, RaceLost
 from gpudepin.core.hardware import gpu_class
 from gpudepin.core.jobs import (
     TERMINAL_JOB_STATES,
@@ -425,11 +425,11 @@ def require_assigned(conn: Connection, task_id: str, provider: str) -> Any:
         if speculation.holds_copy(conn, task, provider):
             return task
         raced = speculation.refusal(conn, task_id, provider)
+        if raced:
+            raise RaceLost(raced)
         raise Forbidden(
-            raced or f"task {task_id} is not assigned to you",
-            hint="Move on to other work: this attempt will not be accepted."
-            if raced
-            else "Its assignment may have expired and gone to another provider.",
+            f"task {task_id} is not assigned to you",
+            hint="Its assignment may have expired and gone to another provider.",
         )
     return task
 

@@ -239,7 +239,7 @@ def straggler_duty(rt: Runtime) -> None:
         with rt.engine.begin() as conn:
             started += start_race(conn, task_id, r.provider, p95, now, policy)
     if started:
-        rt.notify_work()
+        rt.notify_work(started)  # each copy is one task for one other provider
 
 
 # ---- copies on the claim path ---------------------------------------------------------

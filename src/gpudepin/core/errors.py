@@ -5,6 +5,7 @@ GpudepinError                      500 internal
 │   └── PayloadTooLarge            413 payload_too_large
 ├── Unauthorized                   401 unauthorized       (no/expired session, bad signature)
 ├── Forbidden                      403 forbidden          (someone else's job, task or funds)
+│   └── RaceLost                   403 race_lost          (a speculative copy's result won)
 ├── NotFound                       404 not_found
 ├── Conflict                       409 conflict           (illegal state transition, double award)
 │   └── InsufficientFunds          409 insufficient_funds
@@ -64,6 +65,14 @@ class Forbidden(GpudepinError):
     default_hint = "Only the owner of this object may do that."
 
 
+class RaceLost(Forbidden):
+    """The provider's attempt ended because another copy of the task delivered first: not
+    a fault of its own (agents log it and move on; benchmarks count it apart)."""
+
+    code = "race_lost"
+    default_hint = "Move on to other work: this attempt will not be accepted."
+
+
 class NotFound(GpudepinError):
     status = 404
     code = "not_found"
@@ -101,6 +110,7 @@ ERRORS_BY_CODE: dict[str, type[GpudepinError]] = {
         PayloadTooLarge,
         Unauthorized,
         Forbidden,
+        RaceLost,
         NotFound,
         Conflict,
         InsufficientFunds,
