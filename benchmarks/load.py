@@ -49,7 +49,7 @@ HEARTBEAT_S = 10.0
 PER_CLIENT = 50
 LONG_POLL_S = 10.0  # as the real agent: a poll waits up to this long for work
 JOB_TASKS = 1000  # one submission keeps a few hundred agents busy
-BACKLOG_PER_PROVIDER = 1.5  # tasks queued or running per provider: none waits for work
+BACKLOG_PER_PROVIDER = 4  # tasks queued or running per provider: the queue never runs dry
 
 
 @dataclass

@@ -138,3 +138,11 @@ def test_a_slowdown_of_the_whole_network_races_only_a_share_of_its_tasks() -> No
 def test_the_racing_share_is_checked() -> None:
     with pytest.raises(InvalidInput, match="racing share"):
         HedgePolicy(max_racing_share=1.5)
+
+
+def test_no_copies_while_the_coordinator_itself_lags() -> None:
+    # the tasks are slow because the coordinator answers late: a copy would queue too
+    durations = {"echo:cpu": window([1.0] * 30)}
+    running = [RunningTask("t", "echo:cpu", started_at=0)]
+    assert stragglers(running, durations, now=100, coordinator_lag_s=0.2) == ["t"]
+    assert stragglers(running, durations, now=100, coordinator_lag_s=2.0) == []

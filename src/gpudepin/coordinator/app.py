@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -43,6 +44,9 @@ class Runtime:
     # per-process state of duties, by domain (e.g. speculation's duration windows)
     caches: dict[str, Any] = field(default_factory=dict)
     reader: Engine = field(init=False)
+    # how late the event loop runs what is due (a decaying maximum, seconds): how far the
+    # coordinator lags behind its requests (see watch_lag)
+    lag_s: float = 0.0
 
     def __post_init__(self) -> None:
         self.reader = reader(self.engine)  # for blocks that only read: never wait on writers
@@ -58,6 +62,16 @@ class Runtime:
         if self.engine.dialect.name == "sqlite":
             return fn(*args)
         return await run_in_threadpool(fn, *args)
+
+    async def watch_lag(self, every_s: float = 0.1) -> None:
+        """Keep ``lag_s``: a sleep of ``every_s`` that ends later than asked was kept
+        waiting behind other work on the loop, as every request is."""
+        loop = asyncio.get_running_loop()
+        while True:
+            asked = loop.time()
+            await asyncio.sleep(every_s)
+            late = loop.time() - asked - every_s
+            self.lag_s = max(late, self.lag_s * 0.9)  # a spike fades in about a second
 
     def notify_work(self, tasks: int | None = None) -> None:
         """Wake long polls: as many task polls as ``tasks`` new tasks, or every poll."""
@@ -86,6 +100,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         stop = threading.Event()
+        watcher = asyncio.create_task(rt.watch_lag())
         worker = None
         if run_loops:
             worker = threading.Thread(
@@ -95,6 +110,7 @@ def create_app(
         try:
             yield
         finally:
+            watcher.cancel()
             stop.set()
             rt.notify_work()
             if worker is not None:

@@ -229,6 +229,7 @@ def straggler_duty(rt: Runtime) -> None:
         durations.windows,
         now,
         policy,
+        rt.lag_s,
     )
     started = 0
     for task_id in chosen:

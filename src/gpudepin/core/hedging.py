@@ -109,6 +109,9 @@ class HedgePolicy:
     # with a copy of every task now "slower than usual"
     max_racing_share: float = 0.05
     min_racing: int = 4
+    # no new copies while the coordinator itself answers this late: when its own queue is
+    # what makes tasks slow, a copy cannot finish sooner and only adds to the queue
+    max_coordinator_lag_s: float = 0.5
 
     def __post_init__(self) -> None:
         if self.straggler_multiple < 1.0:
@@ -151,10 +154,14 @@ def stragglers(
     durations: Mapping[str, QuantileWindow],
     now: float,
     policy: HedgePolicy = HedgePolicy(),
+    coordinator_lag_s: float = 0.0,
 ) -> list[str]:
     """The ids of running tasks to re-execute speculatively, oldest first, within the
     racing budget: ``max_racing_share`` of the running tasks (at least ``min_racing``)
-    may race at once, counting those racing already."""
+    may race at once, counting those racing already. None while the coordinator lags
+    more than ``max_coordinator_lag_s`` behind its requests (overloaded)."""
+    if coordinator_lag_s > policy.max_coordinator_lag_s:
+        return []
     tasks = list(running)
     budget = max(policy.min_racing, math.floor(policy.max_racing_share * len(tasks)))
     budget -= sum(1 for t in tasks if t.copies > 1)

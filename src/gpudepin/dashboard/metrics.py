@@ -61,6 +61,11 @@ class NetworkCollector(Collector):
         for name, help_text, key, money in _GAUGES:
             value = figures.tokens(data[key]) if money else float(data[key])
             yield GaugeMetricFamily(f"gpudepin_{name}", help_text, value=value)
+        yield GaugeMetricFamily(
+            "gpudepin_coordinator_lag_seconds",
+            "How late this coordinator's event loop runs what is due (decaying maximum).",
+            value=rt.lag_s,
+        )
         by_class = GaugeMetricFamily(
             "gpudepin_gpus_online_by_class", "GPUs online per class.", labels=["gpu_class"]
         )
