@@ -113,6 +113,7 @@ tasks = Table(
     Column("updated_at", Float, nullable=False),
     Index("ix_tasks_state_deadline", "state", "deadline"),
     Index("ix_tasks_state_order", "state", "updated_at", "idx"),  # the claim's order
+    Index("ix_tasks_provider_state", "provider", "state"),  # a heartbeat's tasks
 )
 
 events = Table(

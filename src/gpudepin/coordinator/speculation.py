@@ -48,6 +48,7 @@ from gpudepin.core.hedging import (
     QuantileWindow,
     RaceCopy,
     RunningTask,
+    keeps_up,
     race_payouts,
     stragglers,
 )
@@ -218,6 +219,8 @@ def straggler_duty(rt: Runtime) -> None:
         expire_copies(conn, now)
     if not any(len(w) >= policy.min_samples for w in durations.windows.values()):
         return  # nothing can be called slow yet: spare the scan of running tasks
+    if not keeps_up(rt.lag_s, policy):
+        return  # overloaded: no copy would help (core.hedging.stragglers), spare the scan
     with rt.reader.connect() as conn:
         running = _running(conn)
     by_id = {r.id: r for r in running}

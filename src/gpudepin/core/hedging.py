@@ -149,6 +149,11 @@ def should_speculate(
     return elapsed_s > policy.straggler_multiple * class_p95_s
 
 
+def keeps_up(coordinator_lag_s: float, policy: HedgePolicy = HedgePolicy()) -> bool:
+    """Whether the coordinator answers in time for a copy to help (see ``stragglers``)."""
+    return coordinator_lag_s <= policy.max_coordinator_lag_s
+
+
 def stragglers(
     running: Iterable[RunningTask],
     durations: Mapping[str, QuantileWindow],
@@ -160,7 +165,7 @@ def stragglers(
     racing budget: ``max_racing_share`` of the running tasks (at least ``min_racing``)
     may race at once, counting those racing already. None while the coordinator lags
     more than ``max_coordinator_lag_s`` behind its requests (overloaded)."""
-    if coordinator_lag_s > policy.max_coordinator_lag_s:
+    if not keeps_up(coordinator_lag_s, policy):
         return []
     tasks = list(running)
     budget = max(policy.min_racing, math.floor(policy.max_racing_share * len(tasks)))

@@ -18,8 +18,12 @@ def upgrade() -> None:
     op.create_index("ix_tasks_state_order", "tasks", ["state", "updated_at", "idx"])
     # "active jobs" is read by every claim; without it the jobs table is scanned
     op.create_index("ix_jobs_state", "jobs", ["state"])
+    # a heartbeat extends its provider's assigned tasks: by state alone SQLite walked
+    # every assigned task of the network on each beat
+    op.create_index("ix_tasks_provider_state", "tasks", ["provider", "state"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_tasks_provider_state", "tasks")
     op.drop_index("ix_jobs_state", "jobs")
     op.drop_index("ix_tasks_state_order", "tasks")
