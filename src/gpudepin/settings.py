@@ -23,7 +23,7 @@ class CoordinatorSettings(BaseModel):
     home: Path
     db_url: str | None = None  # None: SQLite in the home folder
     # short database calls on the event loop (True) or in the thread pool (False); None:
-    # on the loop for SQLite and for a PostgreSQL on this machine (see Runtime.quick)
+    # on the loop for SQLite only (see Runtime.quick)
     inline_db: bool | None = None
     host: str = "127.0.0.1"
     port: int = 8470

@@ -27,7 +27,6 @@ from gpudepin.settings import CoordinatorSettings
 
 log = logging.getLogger("gpudepin.coordinator")
 T = TypeVar("T")
-LOCAL_HOSTS = (None, "", "localhost", "127.0.0.1", "::1")  # None, "": a Unix socket
 
 
 @dataclass
@@ -53,20 +52,19 @@ class Runtime:
     def __post_init__(self) -> None:
         self.reader = reader(self.engine)  # for blocks that only read: never wait on writers
         inline = self.settings.inline_db
-        if inline is None:  # a round trip to a server elsewhere would hold up the loop
-            url = self.engine.url
-            inline = url.get_backend_name() == "sqlite" or url.host in LOCAL_HOSTS
-        self.inline_db = inline
+        self.inline_db = self.engine.dialect.name == "sqlite" if inline is None else inline
 
     async def quick(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn``, a short database call with no file or network work, where it costs
-        least. With the database in this process (SQLite) or on this machine, that is
-        right here on the event loop: the hop to the thread pool and back, and the
+        least. On SQLite that is right here on the event loop: a statement takes
+        microseconds in this process, while the hop to the thread pool and back, and the
         handoffs of the GIL among its threads, cost more than the statements themselves
-        (the load benchmark dispatched a third more tasks per CPU-second on SQLite, a
-        third more on a local PostgreSQL). Against a server elsewhere each statement
-        waits a network round trip, so the call goes to the thread pool and the loop
-        serves others meanwhile (``settings.inline_db`` decides when set)."""
+        (the load benchmark dispatched about a third more tasks per CPU-second this way).
+        On PostgreSQL a call waits for round trips and for its commit's WAL flush; run on
+        the loop, every request waited for every other one's flush (steady window p99
+        3.5 -> 12.6 s on this machine), so by default it goes to the thread pool, where
+        commits overlap. ``settings.inline_db`` decides when set.
+        """
         if self.inline_db:
             return fn(*args)
         return await run_in_threadpool(fn, *args)
