@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import JSON, Connection, bindparam, select, update
 
 from gpudepin.coordinator import db, service, speculation, store, verification
+from gpudepin.core import ledger
 from gpudepin.core.errors import Conflict, GpudepinError
 from gpudepin.core.jobs import TaskState, task_transition
 
@@ -157,13 +158,6 @@ def _accept(
             for r in batch
         ],
     )
-    by_job: dict[str, tuple[Any, list[tuple[Any, str, str]]]] = {}
-    for r in batch:
-        by_job.setdefault(r.job.id, (r.job, []))[1].append((r.task, r.sha256, r.signature))
-    for job, accepted in by_job.values():
-        verification.on_accepted(
-            conn, job=job, provider=provider, accepted=accepted, fee_bps=fee_bps, now=now
-        )
     store.record_many(
         conn,
         now,
@@ -178,3 +172,17 @@ def _accept(
             for r in batch
         ],
     )
+    # the payment last: it locks rows every result shares (see verification.on_accepted)
+    by_job: dict[str, tuple[Any, list[tuple[Any, str, str]]]] = {}
+    for r in batch:
+        by_job.setdefault(r.job.id, (r.job, []))[1].append((r.task, r.sha256, r.signature))
+    if len(by_job) > 1:  # take every row the payments lock in one sorted order: no deadlock
+        store.lock_balances(
+            conn,
+            [ledger.escrow_account(job.buyer, job.id) for job, _ in by_job.values()]
+            + [ledger.held_account(provider), ledger.FEES],
+        )
+    for job, accepted in by_job.values():
+        verification.on_accepted(
+            conn, job=job, provider=provider, accepted=accepted, fee_bps=fee_bps, now=now
+        )

@@ -43,6 +43,7 @@ from sqlalchemy import (
 from gpudepin.coordinator import db, enterprise, store
 from gpudepin.coordinator.tables_enterprise import task_copies
 from gpudepin.core import ledger
+from gpudepin.core.errors import RaceLost
 from gpudepin.core.hedging import (
     HedgePolicy,
     QuantileWindow,
@@ -367,11 +368,13 @@ def drop_copy(conn: Connection, task: Any, provider: str, state: str, why: str, 
 def take_over(conn: Connection, task: Any, provider: str, now: float) -> Any:
     """A copy delivered first: the task is now ``provider``'s attempt (its result wins)."""
     copy = _copy_of(conn, task.id, provider, (RUNNING,))
-    conn.execute(
+    res = conn.execute(
         update(db.tasks)
         .where(db.tasks.c.id == task.id, db.tasks.c.state == TaskState.ASSIGNED.value)
         .values(provider=provider, assigned_at=copy.started_at, deadline=copy.deadline)
     )
+    if res.rowcount != 1:  # the original delivered meanwhile (another coordinator, say)
+        raise RaceLost(f"task {task.id} was delivered by another provider first")
     return conn.execute(select(db.tasks).where(db.tasks.c.id == task.id)).one()
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, insert, select, update
@@ -16,11 +16,16 @@ from gpudepin.core.ledger import WORLD, Transaction
 
 
 def lock_balances(conn: Connection, accounts: Iterable[str]) -> dict[str, int]:
-    """Current balances of ``accounts``, row-locked on PostgreSQL until commit."""
+    """Current balances of ``accounts``, row-locked on PostgreSQL until commit.
+
+    Rows are locked in the order the query returns them, so it is sorted: two payments
+    locking the same accounts (one job's escrow, the fees account) in one statement
+    each can then never hold one row each and wait for the other's.
+    """
     names = sorted(set(accounts))
     q = select(db.balances).where(db.balances.c.account.in_(names))
     if conn.dialect.name == "postgresql":
-        q = q.with_for_update()
+        q = q.order_by(db.balances.c.account).with_for_update()
     return {r.account: r.amount for r in conn.execute(q)}
 
 
@@ -28,11 +33,24 @@ def all_balances(conn: Connection) -> dict[str, int]:
     return {r.account: r.amount for r in conn.execute(select(db.balances))}
 
 
-def apply(conn: Connection, txn: Transaction | None, now: float) -> None:
-    """Write a balanced transaction: journal rows plus updated balances, atomically."""
+def apply(
+    conn: Connection,
+    txn: Transaction | None,
+    now: float,
+    locked: Mapping[str, int] | None = None,
+) -> None:
+    """Write a balanced transaction: journal rows plus updated balances, atomically.
+
+    ``locked`` is what ``lock_balances`` returned for (at least) the transaction's
+    accounts when the caller read them already, to decide the transaction: one read
+    instead of two of rows that every payment locks.
+    """
     if txn is None:
         return
-    current = lock_balances(conn, (p.account for p in txn.postings))
+    accounts = {p.account for p in txn.postings}
+    if locked is None:
+        locked = lock_balances(conn, accounts)
+    current = {a: v for a, v in locked.items() if a in accounts}
     new = dict(current)
     for p in txn.postings:
         new[p.account] = new.get(p.account, 0) + p.amount

@@ -266,19 +266,14 @@ def on_accepted(
 ) -> None:
     """Pay accepted results of one job, ``(task, sha256, signature)`` each, into hold-back
     and open their verification cases: one ledger transaction and one statement per
-    table for the lot, however many there are."""
+    table for the lot, however many there are.
+
+    The balances are locked last, just before the caller commits: every result of a job
+    pays from the same escrow (and every result into the one fees account), so on
+    PostgreSQL each transaction holding those rows for its other statements made the
+    results of a job wait in line for one another.
+    """
     tasks = [task for task, _, _ in accepted]
-    escrow = ledger.escrow_account(job.buyer, job.id)
-    pay = ledger.pay_many_into_hold(
-        store.lock_balances(conn, [escrow]),
-        job.buyer,
-        job.id,
-        provider,
-        [task.price for task in tasks],
-        fee_bps,
-        memo="task " + ", ".join(task.id for task in tasks),
-    )
-    store.apply(conn, pay, now)
     fees = [fee_of(task.price, fee_bps) for task in tasks]
     conn.execute(
         insert(tv.payouts),
@@ -321,6 +316,18 @@ def on_accepted(
             for task, sha256, signature in accepted
         ],
     )
+    escrow = ledger.escrow_account(job.buyer, job.id)
+    locked = store.lock_balances(conn, [escrow, ledger.held_account(provider), ledger.FEES])
+    pay = ledger.pay_many_into_hold(
+        locked,
+        job.buyer,
+        job.id,
+        provider,
+        [task.price for task in tasks],
+        fee_bps,
+        memo="task " + ", ".join(task.id for task in tasks),
+    )
+    store.apply(conn, pay, now, locked)
 
 
 def release_due(conn: Connection, now: float, window: float) -> int:
