@@ -517,3 +517,23 @@ def test_market_core_imports_nothing_outside_the_standard_library_and_core() -> 
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_requirements_read_from_json_the_same_for_coordinator_and_agents() -> None:
+    from gpudepin.core.errors import InvalidInput
+    from gpudepin.core.hardware import Tier
+    from gpudepin.core.market import Requirements, requirements_of
+
+    raw = {"gpu_class": "rtx4090", "min_vram_gb": "16", "tier": "enterprise",
+           "regions": ["eu-west"], "deny_regions": ["uk-south"]}  # fmt: skip
+    assert requirements_of(raw) == Requirements(
+        gpu_class="rtx4090",
+        min_vram_gb=16.0,
+        tier=Tier.ENTERPRISE,
+        regions=("eu-west",),
+        deny_regions=frozenset({"uk-south"}),
+    )
+    assert requirements_of({}) == Requirements()
+    for bad in ({"tier": "gold"}, {"regions": "eu-west"}, {"min_vram_gb": "lots"}):
+        with pytest.raises(InvalidInput, match="requirements"):
+            requirements_of(bad)

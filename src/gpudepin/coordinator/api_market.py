@@ -27,6 +27,7 @@ from gpudepin.core.market import (
     OrderKind,
     bid_message,
     display_price,
+    requirements_of,
 )
 from gpudepin.core.money import fee_of, format_amount, parse_amount
 from gpudepin.core.orderbook import PriceTape, best_asks
@@ -112,7 +113,7 @@ def _per_second(per_hour: str) -> int:
 
 
 def _requirements(body: RequirementsIn) -> Any:
-    return market.requirements_of(body.model_dump())
+    return requirements_of(body.model_dump())
 
 
 def _fee_view(order: Order, cost: int, fee_bps: int) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from gpudepin.coordinator import db, store
 from gpudepin.coordinator import tables_market as tm
 from gpudepin.core import ledger
 from gpudepin.core import verification as core_verification
-from gpudepin.core.errors import Conflict, Forbidden, GpudepinError, InvalidInput, NotFound
+from gpudepin.core.errors import Conflict, Forbidden, GpudepinError, NotFound
 from gpudepin.core.hardware import Tier
 from gpudepin.core.jobs import TERMINAL_JOB_STATES, TaskState
 from gpudepin.core.market import (
@@ -43,6 +43,7 @@ from gpudepin.core.market import (
     explain_no_match,
     ready_to_clear,
     reaward,
+    requirements_of,
     validate_order,
 )
 
@@ -68,23 +69,6 @@ def requirements_json(req: Requirements) -> dict[str, Any]:
         "regions": None if req.regions is None else list(req.regions),
         "deny_regions": sorted(req.deny_regions),
     }
-
-
-def requirements_of(raw: dict[str, Any]) -> Requirements:
-    """Requirements from their JSON form (API bodies and stored orders)."""
-    tier = raw.get("tier")
-    regions = raw.get("regions")
-    try:
-        return Requirements(
-            gpu_class=raw.get("gpu_class") or None,
-            min_vram_gb=float(raw.get("min_vram_gb") or 0),
-            min_tflops=float(raw.get("min_tflops") or 0),
-            tier=None if tier in (None, "") else Tier(tier),
-            regions=None if regions is None else tuple(str(r) for r in regions),
-            deny_regions=frozenset(str(r) for r in raw.get("deny_regions") or ()),
-        )
-    except ValueError as exc:
-        raise InvalidInput(f"requirements: {exc}", field="requirements") from None
 
 
 def order_of(row: Any) -> Order:

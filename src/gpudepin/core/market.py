@@ -87,6 +87,30 @@ class Requirements:
     jurisdictions: frozenset[str] | None = None
 
 
+def requirements_of(raw: Mapping[str, object]) -> Requirements:
+    """Requirements from their JSON form (API bodies, stored orders, what agents are sent),
+    or InvalidInput naming the field. The coordinator and the agents' bid engines read
+    orders with this one rule."""
+    tier, regions = raw.get("tier"), raw.get("regions")
+    try:
+        return Requirements(
+            gpu_class=str(raw["gpu_class"]) if raw.get("gpu_class") else None,
+            min_vram_gb=float(str(raw.get("min_vram_gb") or 0)),
+            min_tflops=float(str(raw.get("min_tflops") or 0)),
+            tier=None if tier in (None, "") else Tier(str(tier)),
+            regions=None if regions is None else tuple(str(r) for r in _items(regions)),
+            deny_regions=frozenset(str(r) for r in _items(raw.get("deny_regions") or ())),
+        )
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"requirements: {exc}", field="requirements") from None
+
+
+def _items(value: object) -> Iterable[object]:
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        raise ValueError(f"expected a list, got {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class Order:
     id: str

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from gpudepin.client import Client
 from gpudepin.core.errors import GpudepinError, InvalidInput
-from gpudepin.core.market import Order, OrderKind, ProviderView
+from gpudepin.core.market import Order, OrderKind, ProviderView, requirements_of
 from gpudepin.provider.strategy import Strategy, load_strategy, make_bid
 
 log = logging.getLogger("gpudepin.market")
@@ -104,8 +104,6 @@ LEASE_RUNNERS: dict[str, Callable[[], LeaseRunner]] = {"": HoldRunner}
 
 
 def order_from_json(o: dict[str, Any]) -> Order:
-    from gpudepin.coordinator.market import requirements_of
-
     return Order(
         id=o["id"],
         kind=OrderKind(o["kind"]),
