@@ -80,3 +80,72 @@ def test_a_heartbeat_without_names_keeps_every_assignment(
         assert prov.heartbeat()["tasks_held"] == 2
         loops.tick(rt)
     assert {t["state"] for t in buyer.job(job["id"])["tasks"]} == {"assigned"}
+
+
+def test_checks_and_copies_stay_alive_only_while_the_agent_names_them(
+    app: tuple[TestClient, Clock, Runtime],
+) -> None:
+    """A check (an audit's re-run) and a speculative copy live by the same rule as a task:
+    a beat extends those the agent names, and a beat naming nothing extends none."""
+    from sqlalchemy import insert, select
+
+    from gpudepin.coordinator import tables_enterprise as te
+    from gpudepin.coordinator import tables_verification as tv
+    from gpudepin.coordinator import verification
+
+    tc, clock, rt = app
+    prov = _client(tc)
+    prov.register_provider("p", "eu-west", "op-p", {"gpu_class": "cpu", "cores": 2}, "t")
+    who = prov.address.lower()
+    now = clock.t
+    named_check, silent_check = verification.CHECK_PREFIX + "a", verification.CHECK_PREFIX + "b"
+    with rt.engine.begin() as conn:
+        conn.execute(
+            insert(tv.checks),
+            [
+                {
+                    "id": cid,
+                    "case_id": "c1",
+                    "role": "auditor",
+                    "checker": who,
+                    "state": "running",
+                    "deadline": now + 1,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for cid in (named_check, silent_check)
+            ],
+        )
+        conn.execute(
+            insert(te.task_copies),
+            [
+                {
+                    "task_id": tid,
+                    "job_id": "j1",
+                    "provider": who,
+                    "state": "running",
+                    "speculative": True,
+                    "started_at": now,
+                    "deadline": now + 1,
+                    "created_at": now,
+                }
+                for tid in ("j1-0", "j1-1")
+            ],
+        )
+
+    def deadlines() -> dict[str, float]:
+        with rt.engine.connect() as conn:
+            checks = conn.execute(select(tv.checks.c.id, tv.checks.c.deadline)).all()
+            copies = conn.execute(select(te.task_copies.c.task_id, te.task_copies.c.deadline))
+            return dict(checks) | dict(copies.all())
+
+    clock.t += 5
+    prov.heartbeat([])  # between tasks: nothing extended
+    assert set(deadlines().values()) == {now + 1}
+    prov.heartbeat([named_check, "j1-0"])
+    assert deadlines() == {
+        named_check: clock.t + TTL,
+        silent_check: now + 1,
+        "j1-0": clock.t + TTL,
+        "j1-1": now + 1,
+    }

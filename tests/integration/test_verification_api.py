@@ -139,7 +139,7 @@ def test_a_wrong_frame_is_audited_refereed_slashed_and_redone(net: Net, tmp_path
     assert buyer.ledger_summary()["balanced"]
 
 
-def test_repeated_faults_ban_the_address_from_polling_and_registering(net: Net) -> None:
+def test_repeated_faults_ban_the_address_from_polling_beating_and_registering(net: Net) -> None:
     bad = net.provider("op-bad")
     rt = net.rt
     with rt.engine.begin() as conn:  # type: ignore[attr-defined]
@@ -148,6 +148,8 @@ def test_repeated_faults_ban_the_address_from_polling_and_registering(net: Net) 
             verification._fault(conn, params, bad.address, None, None, "test", net.t)
     with pytest.raises(Forbidden, match="banned"):
         bad.poll(0)
+    with pytest.raises(Forbidden, match="banned"):
+        bad.heartbeat([])
     with pytest.raises(Forbidden, match="banned"):
         bad.register_provider("again", "r", "op-bad", {"gpu_class": "cpu"}, "t")
     assert bad.reputation()["banned"] and bad.reputation()["reputation"] == 0

@@ -71,10 +71,11 @@ def record(
         and r.task_id not in racing
     ]
     out: dict[str, str | GpudepinError] = {}
+    payments: list[ledger.Transaction] = []
     if usual:
         try:
             with conn.begin_nested():
-                _accept(conn, provider, usual, fee_bps, now)
+                payments = _accept(conn, provider, usual, fee_bps, now)
         except GpudepinError:
             pass  # each goes the per-task way below, and gets its own answer
         else:
@@ -97,6 +98,9 @@ def record(
                 )
         except GpudepinError as exc:
             out[r.task_id] = exc
+    # the batch's payment after everything else: it locks rows every result shares (see
+    # store.post), and the caller commits right after
+    store.post(conn, payments, now)
     return out
 
 
@@ -120,8 +124,9 @@ _ACCEPT = (
 
 def _accept(
     conn: Connection, provider: str, batch: list[Submission], fee_bps: int, now: float
-) -> None:
-    """Accept results of tasks assigned to ``provider`` and pay them, set-wise."""
+) -> list[ledger.Transaction]:
+    """Accept results of tasks assigned to ``provider``, set-wise; returns their
+    payments, one per job, for the caller to post last."""
     task_transition(TaskState.ASSIGNED, TaskState.SUBMITTED)
     task_transition(TaskState.SUBMITTED, TaskState.ACCEPTED)
     res = conn.execute(
@@ -140,49 +145,36 @@ def _accept(
     )
     if res.rowcount != len(batch):
         raise Conflict("a task of the batch changed state meanwhile")
-    store.record_many(
-        conn,
-        now,
-        "task_submitted",
-        [
-            {
-                "job_id": r.job.id,
-                "task_id": r.task_id,
-                "actor": provider,
-                "detail": {
-                    "sha256": r.sha256,
-                    "signature": r.signature,
-                    "seconds": r.meta.get("seconds"),
-                },
-            }
-            for r in batch
-        ],
-    )
-    store.record_many(
-        conn,
-        now,
-        "task_accepted",
-        [
-            {
-                "job_id": r.job.id,
-                "task_id": r.task_id,
-                "actor": provider,
-                "detail": {"paid": str(r.task.price)},
-            }
-            for r in batch
-        ],
-    )
-    # the payment last: it locks rows every result shares (see verification.on_accepted)
+    submitted = [
+        {
+            "job_id": r.job.id,
+            "task_id": r.task_id,
+            "actor": provider,
+            "detail": {
+                "sha256": r.sha256,
+                "signature": r.signature,
+                "seconds": r.meta.get("seconds"),
+            },
+        }
+        for r in batch
+    ]
+    accepted = [
+        {
+            "kind": "task_accepted",
+            "job_id": r.job.id,
+            "task_id": r.task_id,
+            "actor": provider,
+            "detail": {"paid": str(r.task.price)},
+        }
+        for r in batch
+    ]
+    store.record_many(conn, now, "task_submitted", submitted + accepted)
     by_job: dict[str, tuple[Any, list[tuple[Any, str, str]]]] = {}
     for r in batch:
         by_job.setdefault(r.job.id, (r.job, []))[1].append((r.task, r.sha256, r.signature))
-    if len(by_job) > 1:  # take every row the payments lock in one sorted order: no deadlock
-        store.lock_balances(
-            conn,
-            [ledger.escrow_account(job.buyer, job.id) for job, _ in by_job.values()]
-            + [ledger.held_account(provider), ledger.FEES],
-        )
-    for job, accepted in by_job.values():
+    return [
         verification.on_accepted(
             conn, job=job, provider=provider, accepted=accepted, fee_bps=fee_bps, now=now
         )
+        for job, accepted in by_job.values()
+    ]

@@ -133,14 +133,19 @@ def require_provider(conn: Connection, address: str) -> Any:
 
 @cache
 def _beat_statements() -> tuple[Update, Update, Update]:
-    """A heartbeat's writes, built once: the provider's ``last_seen``, then the deadline
-    of every task assigned to it, or of those it names."""
+    """A heartbeat's writes, built once: the provider's ``last_seen`` unless it is banned
+    (the ban checked in the same statement), then the deadline of every task assigned to
+    it, or of those it names."""
+    from gpudepin.coordinator import verification  # it builds on this module
+
     t = db.tasks.c
     who: Any = bindparam("who")
     deadline: Any = bindparam("deadline")
     mine = (t.state == TaskState.ASSIGNED.value, t.provider == who)
     touch = (
-        update(db.providers).where(db.providers.c.address == who).values(last_seen=bindparam("now"))
+        update(db.providers)
+        .where(db.providers.c.address == who, ~verification.banned(who))
+        .values(last_seen=bindparam("now"))
     )
     every = update(db.tasks).where(*mine).values(deadline=deadline)
     named = (
@@ -157,23 +162,33 @@ def heartbeat(
     """Mark a registered provider alive and extend the deadlines of the tasks it holds;
     returns how many it extended. Forbidden for an unregistered or banned address.
 
-    ``held`` names the ids the agent says it is working on: a task assigned to it that it
-    does not name (its claim's answer was lost, say, to a coordinator killed after the
-    claim committed) is then left to expire and go elsewhere instead of being kept alive
-    by every beat. Without a list (older agents) every task assigned to it is extended.
+    ``held`` names the ids the agent says it is working on (tasks, copies of tasks and
+    checks alike): one assigned to it that it does not name (its claim's answer was lost,
+    say, to a coordinator killed after the claim committed) is then left to expire and go
+    elsewhere instead of being kept alive by every beat, and an agent between tasks costs
+    no statement for them. Without a list (older agents) every one is extended.
     """
     from gpudepin.coordinator import verification  # it builds on this module
 
     touch, every, named = _beat_statements()
-    params = {"who": provider, "now": now, "deadline": now + ttl, "held": held or []}
-    if conn.execute(touch, params).rowcount != 1:
-        require_provider(conn, provider)  # raises: not registered
-    verification.require_not_banned(conn, provider)
+    if conn.execute(touch, {"who": provider, "now": now}).rowcount != 1:
+        require_provider(conn, provider)  # raises: not registered, or banned
+        raise Conflict(f"provider {provider} changed meanwhile")
+    if held is None:
+        params = {"who": provider, "deadline": now + ttl}
+        extended = conn.execute(every, params).rowcount
+        verification.extend_checks(conn, provider, now, ttl)
+        speculation.extend_copies(conn, provider, now, ttl)
+        return int(extended)
+    checks = [h for h in held if verification.is_check_id(h)]
+    tasks = [h for h in held if not verification.is_check_id(h)]
     extended = 0
-    if held is None or held:
-        extended = conn.execute(every if held is None else named, params).rowcount
-    verification.extend_checks(conn, provider, now, ttl)
-    speculation.extend_copies(conn, provider, now, ttl)
+    if tasks:
+        params = {"who": provider, "deadline": now + ttl, "held": tasks}
+        extended = conn.execute(named, params).rowcount
+        speculation.extend_copies(conn, provider, now, ttl, tasks)
+    if checks:
+        verification.extend_checks(conn, provider, now, ttl, checks)
     return int(extended)
 
 
@@ -488,7 +503,7 @@ def submit_result(
     )
     from gpudepin.coordinator import verification  # it builds on this module
 
-    verification.on_accepted(
+    pay = verification.on_accepted(
         conn,
         job=job,
         provider=provider,
@@ -496,6 +511,7 @@ def submit_result(
         fee_bps=fee_bps,
         now=now,
     )
+    store.post(conn, [pay], now)
     store.record(
         conn,
         now,

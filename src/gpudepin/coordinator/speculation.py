@@ -340,15 +340,25 @@ def refusal(conn: Connection, task_id: str, provider: str) -> str | None:
     )
 
 
-def extend_copies(conn: Connection, provider: str, now: float, ttl: float) -> None:
-    """A heartbeat keeps the provider's running copies alive, like its tasks."""
-    conn.execute(_EXTEND_COPIES, {"who": provider, "deadline": now + ttl})
+def extend_copies(
+    conn: Connection, provider: str, now: float, ttl: float, task_ids: list[str] | None = None
+) -> None:
+    """A heartbeat keeps the provider's running copies alive, like its tasks: every one,
+    or those of ``task_ids``."""
+    params = {"who": provider, "deadline": now + ttl}
+    if task_ids is None:
+        conn.execute(_EXTEND_COPIES, params)
+    else:
+        conn.execute(_EXTEND_NAMED_COPIES, {**params, "ids": task_ids})
 
 
 _EXTEND_COPIES = (
     update(task_copies)
     .where(task_copies.c.provider == bindparam("who"), task_copies.c.state == RUNNING)
     .values(deadline=bindparam("deadline"))
+)
+_EXTEND_NAMED_COPIES = _EXTEND_COPIES.where(
+    task_copies.c.task_id.in_(bindparam("ids", expanding=True))
 )
 
 

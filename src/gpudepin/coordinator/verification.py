@@ -263,15 +263,16 @@ def on_accepted(
     accepted: list[tuple[Any, str, str]],
     fee_bps: int,
     now: float,
-) -> None:
-    """Pay accepted results of one job, ``(task, sha256, signature)`` each, into hold-back
-    and open their verification cases: one ledger transaction and one statement per
-    table for the lot, however many there are.
+) -> ledger.Transaction:
+    """Open hold-back payouts and verification cases for accepted results of one job,
+    ``(task, sha256, signature)`` each, one statement per table for the lot; returns
+    the payment (one ledger transaction) for the caller to ``store.post`` last.
 
-    The balances are locked last, just before the caller commits: every result of a job
-    pays from the same escrow (and every result into the one fees account), so on
-    PostgreSQL each transaction holding those rows for its other statements made the
-    results of a job wait in line for one another.
+    Last, just before the commit: every result of a job pays from the same escrow (and
+    every result into the one fees account), so on PostgreSQL a transaction holding
+    those rows across its other statements made the results of a job wait in line for
+    one another. The escrow is read unlocked here for the clear error; ``store.post``
+    checks again as it writes.
     """
     tasks = [task for task, _, _ in accepted]
     fees = [fee_of(task.price, fee_bps) for task in tasks]
@@ -316,10 +317,8 @@ def on_accepted(
             for task, sha256, signature in accepted
         ],
     )
-    escrow = ledger.escrow_account(job.buyer, job.id)
-    locked = store.lock_balances(conn, [escrow, ledger.held_account(provider), ledger.FEES])
-    pay = ledger.pay_many_into_hold(
-        locked,
+    return ledger.pay_many_into_hold(
+        store.balances_for(conn, [ledger.escrow_account(job.buyer, job.id)]),
         job.buyer,
         job.id,
         provider,
@@ -327,7 +326,6 @@ def on_accepted(
         fee_bps,
         memo="task " + ", ".join(task.id for task in tasks),
     )
-    store.apply(conn, pay, now, locked)
 
 
 def release_due(conn: Connection, now: float, window: float) -> int:
@@ -653,11 +651,19 @@ _EXTEND_CHECKS = (
     .where(tv.checks.c.checker == bindparam("who"), tv.checks.c.state == "running")
     .values(deadline=bindparam("deadline"))
 )
+_EXTEND_NAMED_CHECKS = _EXTEND_CHECKS.where(tv.checks.c.id.in_(bindparam("ids", expanding=True)))
 
 
-def extend_checks(conn: Connection, provider: str, now: float, ttl: float) -> None:
-    """Heartbeats keep a running check alive, like a task."""
-    conn.execute(_EXTEND_CHECKS, {"who": provider, "deadline": now + ttl})
+def extend_checks(
+    conn: Connection, provider: str, now: float, ttl: float, ids: list[str] | None = None
+) -> None:
+    """Heartbeats keep a running check alive, like a task: every one ``provider`` runs,
+    or those of ``ids``."""
+    params = {"who": provider, "deadline": now + ttl}
+    if ids is None:
+        conn.execute(_EXTEND_CHECKS, params)
+    else:
+        conn.execute(_EXTEND_NAMED_CHECKS, {**params, "ids": ids})
 
 
 def _expire_check(conn: Connection, chk: Any, now: float, why: str) -> None:
