@@ -128,6 +128,9 @@ def create_app(
         version=__version__,
         lifespan=lifespan,
         description="Buyers submit work, providers take it, the ledger pays verified work.",
+        # the coordinator's metrics are Prometheus' (/metrics); FastAPI's own OpenTelemetry
+        # hooks looked up the tracer providers in the environment on every request
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.rt = rt
 
