@@ -130,7 +130,8 @@ async def provider(api: Api, stop: asyncio.Event, rng: random.Random) -> None:
     next_beat = time.monotonic() + rng.uniform(0, HEARTBEAT_S)
     while not stop.is_set():
         if time.monotonic() >= next_beat:
-            await api.call("heartbeat", "POST", "/v1/providers/heartbeat")
+            # it beats between tasks, so it names none (the agent names what it runs)
+            await api.call("heartbeat", "POST", "/v1/providers/heartbeat", json={"held": []})
             next_beat += HEARTBEAT_S
         t0 = time.perf_counter()
         params = {"wait": LONG_POLL_S, "max_tasks": batch}
@@ -279,7 +280,11 @@ async def _drain(buyer_api: Api) -> None:
     jobs = await buyer_api.call("jobs", "GET", "/v1/jobs", keep=False)
     for job in jobs or []:
         if job["state"] in ("funded", "running"):
-            await buyer_api.call("cancel", "POST", f"/v1/jobs/{job['id']}/cancel", keep=False)
+            try:
+                await buyer_api.call("cancel", "POST", f"/v1/jobs/{job['id']}/cancel", keep=False)
+            except RuntimeError as exc:  # it completed since the list was read
+                if '"conflict"' not in str(exc):
+                    raise
 
 
 def start_coordinator(home: Path, db: str | None) -> tuple[subprocess.Popen[bytes], str]:
