@@ -44,7 +44,7 @@ async def claim_for(rt: Runtime, who: str, most: int) -> list[dict[str, Any]]:
             return [extra]
     if not (found.copies or found.pending):
         return []
-    return await rt.quick(_claim, rt, who, most)
+    return await rt.quick(_claim, rt, who, most, bool(found.copies))
 
 
 def _look(rt: Runtime, who: str) -> Any:
@@ -55,9 +55,11 @@ def _look(rt: Runtime, who: str) -> Any:
     return found
 
 
-def _claim(rt: Runtime, who: str, most: int) -> list[dict[str, Any]]:
+def _claim(rt: Runtime, who: str, most: int, copies: bool) -> list[dict[str, Any]]:
+    # the probe's word on copies stands: one wanted since then waits for the next poll
     with rt.engine.begin() as conn:
-        claimed = service.claim_tasks(conn, who, rt.clock(), rt.settings.assignment_ttl_s, most)
+        ttl = rt.settings.assignment_ttl_s
+        claimed = service.claim_tasks(conn, who, rt.clock(), ttl, most, copies)
     claims = [
         {
             "id": task.id,

@@ -381,15 +381,25 @@ def _claim_statements(dialect: str) -> tuple[Select[Any], Any]:
     return oldest, take
 
 
-def claim_tasks(conn: Connection, provider: str, now: float, ttl: float, most: int) -> list[Any]:
+def claim_tasks(
+    conn: Connection,
+    provider: str,
+    now: float,
+    ttl: float,
+    most: int,
+    copies: bool | None = None,
+) -> list[Any]:
     """Assign up to ``most`` of the oldest pending tasks to ``provider``, as ``(task, job)``
-    pairs; safe with concurrent agents. A straggler's copy, when one is due, comes alone.
+    pairs; safe with concurrent agents. A straggler's copy, when one is due, comes alone;
+    ``copies`` says whether one is wanted when the caller has just read it (None: look).
 
     The statements do not grow with ``most`` (one select, one compare-and-set update that
     returns what it won), so an agent prefetching tiny tasks costs about what one claim
     does.
     """
-    if conn.execute(select(speculation.copies_wanted())).scalar():
+    if copies is None:
+        copies = bool(conn.execute(select(speculation.copies_wanted())).scalar())
+    if copies:
         copy = speculation.claim_copy(conn, provider, now, ttl)  # stragglers' copies first
         if copy is not None:
             return [copy]
