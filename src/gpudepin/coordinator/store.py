@@ -12,7 +12,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from gpudepin.coordinator import db
 from gpudepin.core.errors import InsufficientFunds
-from gpudepin.core.ledger import WORLD, Transaction
+from gpudepin.core.ledger import WORLD, Transaction, net_change, require_covered
 
 
 def lock_balances(conn: Connection, accounts: Iterable[str]) -> dict[str, int]:
@@ -78,22 +78,17 @@ def post(conn: Connection, txns: Iterable[Transaction], now: float) -> None:
     caller's transaction rolls back with it. SQLite has one writer anyway (and no
     arbitrary-size arithmetic for the text amounts), so there it is ``apply``.
     """
-    txns = [t for t in txns if t is not None]
+    txns = list(txns)
     if conn.dialect.name != "postgresql":
         for txn in txns:
             apply(conn, txn, now)
         return
     if not txns:
         return
-    change: dict[str, int] = {}
-    for p in (p for txn in txns for p in txn.postings):
-        change[p.account] = change.get(p.account, 0) + p.amount
     conn.execute(insert(db.ledger_entries), [e for txn in txns for e in _journal_rows(txn, now)])
     # sorted: rows are locked in this order, as lock_balances locks them (no deadlock)
-    rows = [{"account": a, "amount": v} for a, v in sorted(change.items())]
-    for account, amount in conn.execute(_ADD_TO_BALANCE, rows):
-        if account != WORLD and amount < 0:
-            raise InsufficientFunds(f"{account} would go negative")
+    rows = [{"account": a, "amount": v} for a, v in sorted(net_change(txns).items())]
+    require_covered(dict(conn.execute(_ADD_TO_BALANCE, rows).tuples().all()))
 
 
 def _add_to_balance() -> Any:

@@ -143,6 +143,22 @@ def imbalances(balances: Mapping[str, int]) -> list[str]:
     return problems
 
 
+def net_change(txns: Iterable[Transaction]) -> dict[str, int]:
+    """What ``txns`` together add to each account they touch."""
+    change: dict[str, int] = {}
+    for txn in txns:
+        for p in txn.postings:
+            change[p.account] = change.get(p.account, 0) + p.amount
+    return change
+
+
+def require_covered(balances: Mapping[str, int]) -> None:
+    """InsufficientFunds when an account but ``WORLD`` is below zero in ``balances``."""
+    for account, amount in balances.items():
+        if account != WORLD and amount < 0:
+            raise InsufficientFunds(f"{account} would go negative")
+
+
 @dataclass
 class InMemoryLedger:
     """A ledger held in a dict: for unit tests and the simulator."""
