@@ -86,5 +86,6 @@ def test_killing_the_serving_provider_fails_over_to_the_same_address(
     shown = json.loads(out.output)
     assert shown["uptime_target"] == 99.9 and shown["measured_uptime"] < 100
     assert shown["outages"] and {o["provider"] for o in shown["outages"]} == {serving}
+    assert any("failover" in o["source"] for o in shown["outages"])  # however fast it was
     text = CliRunner().invoke(app, cli)
     assert text.exit_code == 0 and "target 99.9%" in text.output and serving in text.output

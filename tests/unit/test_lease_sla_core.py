@@ -55,6 +55,23 @@ def test_failover_gap_counts_against_the_dead_provider() -> None:
     assert sla.charges == (("a", FEE // 4),)
 
 
+def test_a_failover_faster_than_max_gap_is_still_an_outage() -> None:
+    # a's last receipt at 400; b started 6 s later, inside the 10 s that forgive jitter
+    runs = [(0.0, 400.0), (406.0, 1000.0)]
+    holders = [Holder("a", 0.0), Holder("b", 404.0)]
+    assert lease_sla(runs, [], holders, 0, 1000, 10, FEE, uptime_terms(99.9)).report.outages == ()
+    sla = lease_sla(runs, [], holders, 0, 1000, 10, FEE, uptime_terms(99.9), lost_at=[400.0])
+    (out,) = sla.report.outages
+    assert (out.start, out.end, out.cause) == (400, 406, "failover")
+    assert sla.report.measured_uptime == pytest.approx(0.994)
+    assert sla.answerable == ("a",) and sla.charges == (("a", FEE // 10),)
+
+
+def test_a_lost_last_provider_is_down_until_the_window_ends() -> None:
+    (out,) = lease_outages([(0.0, 95.0)], [], 0, 100, 10, lost_at=[95.0])
+    assert (out.start, out.end) == (95, 100)
+
+
 def test_no_breach_no_charge() -> None:
     sla = lease_sla([(0.0, 1000.0)], [], [Holder("a", 0)], 0, 1000, 10, FEE, uptime_terms(99.9))
     assert sla.report.outages == () and sla.report.credit == 0 and sla.charges == ()
@@ -72,6 +89,7 @@ spans = st.lists(st.tuples(st.integers(0, 900), st.integers(1, 100)), max_size=6
     gaps=spans,
     bad=spans,
     switches=st.lists(st.integers(0, 1000), max_size=3),
+    lost=st.lists(st.integers(0, 1000), max_size=3),
     fee=st.integers(0, 10**24),
     target=st.sampled_from([95.0, 99.0, 99.9, 99.99]),
 )
@@ -79,6 +97,7 @@ def test_charges_sum_to_the_credit_and_never_exceed_the_fee(
     gaps: list[tuple[int, int]],
     bad: list[tuple[int, int]],
     switches: list[int],
+    lost: list[int],
     fee: int,
     target: float,
 ) -> None:
@@ -93,8 +112,13 @@ def test_charges_sum_to_the_credit_and_never_exceed_the_fee(
         runs.append((t, 1000.0))
     probes = [p for a, d in bad for p in (Probe(a, False), Probe(a + d, True))]
     holders = [Holder("p0", 0.0)] + [Holder(f"p{i + 1}", float(s)) for i, s in enumerate(switches)]
-    sla = lease_sla(runs, probes, holders, 0, 1000, 5, fee, uptime_terms(target))
+    lost_at = [float(t) for t in lost]
+    sla = lease_sla(runs, probes, holders, 0, 1000, 5, fee, uptime_terms(target), lost_at)
     assert sum(c for _, c in sla.charges) == sla.report.credit <= fee
+    # a lost provider's handover is down until someone delivers again
+    for t in lost_at:
+        if t < 1000 and not any(a <= t < b for a, b in runs):
+            assert any(o.start <= t < o.end for o in sla.report.outages)
     assert 0.0 <= sla.report.measured_uptime <= 1.0
     assert all(0 <= o.start < o.end <= 1000 for o in sla.report.outages)
     assert len(sla.answerable) == len(sla.report.outages)

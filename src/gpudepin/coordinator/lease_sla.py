@@ -34,7 +34,7 @@ from gpudepin.coordinator import tables_market as tm
 from gpudepin.coordinator.tables_enterprise import lease_alive, lease_probes, lease_terms
 from gpudepin.core import ledger
 from gpudepin.core.errors import Forbidden, GpudepinError, InvalidInput
-from gpudepin.core.leases import TERMINAL_LEASE_STATES, Lease
+from gpudepin.core.leases import TERMINAL_LEASE_STATES, Lease, LeaseState
 from gpudepin.core.money import format_amount
 from gpudepin.core.sla import Holder, LeaseSla, Probe, lease_sla, target_terms, uptime_terms
 
@@ -203,10 +203,13 @@ def measure(
         end = min(end, newest.started_at + newest.duration_s)
     start = started[0].started_at
     end = max(end, start)
-    runs = [
-        (r.started_at, r.ended_at)
-        for r in conn.execute(select(lease_alive).where(lease_alive.c.order_id == order_id))
-    ]
+    alive = list(conn.execute(select(lease_alive).where(lease_alive.c.order_id == order_id)))
+    runs = [(r.started_at, r.ended_at) for r in alive]
+    last_receipt: dict[str, float] = {}
+    for r in alive:
+        last_receipt[r.lease_id] = max(r.ended_at, last_receipt.get(r.lease_id, r.ended_at))
+    lost = {r.id for r in leases if r.state == LeaseState.PROVIDER_LOST}
+    lost_at = [at for lease_id, at in last_receipt.items() if lease_id in lost]
     probes = [
         Probe(r.at, bool(r.ok))
         for r in conn.execute(select(lease_probes).where(lease_probes.c.order_id == order_id))
@@ -222,6 +225,7 @@ def measure(
         settings.lease_sla_max_gap_s,
         fee,
         target_terms(terms.uptime_target),
+        lost_at,
     )
     return sla, leases
 

@@ -40,7 +40,7 @@ class Outage:
 
     start: float
     end: float
-    cause: str = "heartbeat"  # "heartbeat", "probe", or "heartbeat+probe" once merged
+    cause: str = "heartbeat"  # "heartbeat", "probe", "failover", or joined by "+" once merged
 
     @property
     def duration(self) -> float:
@@ -390,19 +390,42 @@ class LeaseSla:
     charges: tuple[tuple[str, int], ...]  # (provider, base units), providers sorted
 
 
+def _handover_outages(
+    runs: Iterable[tuple[float, float]], lost_at: Iterable[float], start: float, end: float
+) -> list[Outage]:
+    # max_gap forgives jitter between one provider's receipts; a lost provider delivered
+    # nothing after its last one, so the handover to its successor is down however short
+    ordered = sorted(runs)
+    spans = []
+    for t in lost_at:
+        if any(first <= t < last for first, last in ordered):
+            continue  # someone else was delivering when it stopped
+        resumed = min((first for first, _ in ordered if first > t), default=end)
+        spans.append(Outage(max(t, start), min(resumed, end), "failover"))
+    return spans
+
+
 def lease_outages(
     runs: Iterable[tuple[float, float]],
     probes: Iterable[Probe],
     start: float,
     end: float,
     max_gap: float,
+    lost_at: Iterable[float] = (),
 ) -> list[Outage]:
     """Outages of a lease: gaps in its runs of usage receipts merged with failed probes.
 
     Receipts (signed by the provider every second or so) play the heartbeats' part; a
     failed probe of the endpoint opens an outage even while receipts keep coming.
+    ``lost_at`` holds the last receipt of each provider that lost the lease: from there
+    to the next delivery is an outage even when it is shorter than ``max_gap``.
     """
-    spans = outages_from_runs(runs, start, end, max_gap) + _probe_outages(probes, start, end)
+    runs = list(runs)
+    spans = (
+        outages_from_runs(runs, start, end, max_gap)
+        + _probe_outages(probes, start, end)
+        + _handover_outages(runs, lost_at, start, end)
+    )
     return [o for o in _merge(spans) if o.end > o.start]
 
 
@@ -435,14 +458,16 @@ def lease_sla(
     max_gap: float,
     fee_paid: int,
     terms: SlaTerms,
+    lost_at: Iterable[float] = (),
 ) -> LeaseSla:
     """Measure a lease over ``[start, end]``, price its breach and split the credit.
 
     The credit follows the published table on the uptime of the whole lease (the buyer
     bought one service, however many providers delivered it); each provider pays the
-    share of the credit that its outages' durations make up.
+    share of the credit that its outages' durations make up. ``lost_at`` is as in
+    ``lease_outages``.
     """
-    found = lease_outages(runs, probes, start, end, max_gap)
+    found = lease_outages(runs, probes, start, end, max_gap, lost_at)
     measured = _share_up(found, start, end)
     credit = sla_credit(fee_paid, measured, terms)
     costs = outage_costs(credit, found)
