@@ -95,7 +95,9 @@ def _error(status: int, code: str, message: str, hint: str) -> JSONResponse:
 def create_app(
     settings: CoordinatorSettings, *, run_loops: bool = True, clock: Callable[[], float] = time.time
 ) -> FastAPI:
-    """Build the coordinator. ``run_loops=False`` leaves background work to the caller."""
+    """Build the coordinator. ``run_loops=False`` leaves background work to the caller,
+    the watch on the loop's lag included: a caller that drives the duties on its own
+    clock (the tests) must not have speculation paused by how busy its machine is."""
     from gpudepin.coordinator import loops, settlement
 
     engine = make_engine(settings.database_url)
@@ -106,9 +108,9 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         stop = threading.Event()
-        watcher = asyncio.create_task(rt.watch_lag())
-        worker = None
+        watcher, worker = None, None
         if run_loops:
+            watcher = asyncio.create_task(rt.watch_lag())
             worker = threading.Thread(
                 target=loops.run_forever, args=(rt, stop), name="gpudepin-loops", daemon=True
             )
@@ -116,7 +118,8 @@ def create_app(
         try:
             yield
         finally:
-            watcher.cancel()
+            if watcher is not None:
+                watcher.cancel()
             stop.set()
             rt.notify_work()
             if worker is not None:
