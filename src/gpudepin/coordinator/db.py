@@ -217,7 +217,14 @@ def make_engine(url: str) -> Engine:
 
 
 def reader(engine: Engine) -> Engine:
-    """The same database for blocks that only read (``with reader.connect()``)."""
+    """The same database for blocks that only read (``with reader.connect()``).
+
+    On PostgreSQL the reads run in autocommit: at READ COMMITTED every statement takes
+    its own snapshot inside a transaction too, so its BEGIN and ROLLBACK bought nothing
+    but two round trips (a fifth of a poll's).
+    """
+    if engine.dialect.name == "postgresql":
+        return engine.execution_options(isolation_level="AUTOCOMMIT", **{READ_ONLY: True})
     return engine.execution_options(**{READ_ONLY: True})
 
 
