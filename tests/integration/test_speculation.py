@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +17,7 @@ from gpudepin.client import Client
 from gpudepin.coordinator import loops
 from gpudepin.coordinator.app import create_app
 from gpudepin.core.errors import Forbidden, RaceLost
+from gpudepin.identity import result_message, sign_text
 from gpudepin.settings import CoordinatorSettings
 from gpudepin.workloads.echo import expected
 
@@ -159,3 +163,65 @@ def test_copy_of_a_straggler_that_goes_silent_takes_its_place(net: Net) -> None:
         run(a, stuck)
     finish(net, buyer, job)
     assert b.wallet()["held"] == "0.95" and a.wallet()["held"] == "2.85"
+
+
+def _item(prov: Client, task: dict) -> dict:
+    data = expected(task["job_spec"], task["task_spec"])
+    sha = hashlib.sha256(data).hexdigest()
+    sig = sign_text(prov.account, result_message(task["id"], sha))
+    body = {"task_id": task["id"], "sha256": sha, "signature": sig, "meta": {"seconds": 1}}
+    return body | {"content_b64": base64.b64encode(data).decode()}
+
+
+def test_stragglers_and_their_copies_handed_in_at_once_each_win_once(net: Net) -> None:
+    """A provider hands in its stragglers while the copies' holder hands in theirs, in the
+    opposite order: both batches lock the same tasks (on PostgreSQL they deadlocked and
+    one answered 500). Every task is accepted once, and the rest of each batch counts."""
+    buyer = net.client()
+    buyer.faucet("100")
+    job = buyer.submit_job("echo", {"tasks": 12, "seed": 5}, {}, "1")
+    a, b = net.provider("a", "eu-west"), net.provider("b", "us-east")
+    for _ in range(3):  # the class's p95: 10 s
+        task = a.poll(0)
+        net.clock.t += TYPICAL_S
+        assert run(a, task)["state"] == "accepted"
+    net.tick()
+    held = a.poll_tasks(0, 9)
+    net.clock.t += 3 * TYPICAL_S
+    net.tick()
+    copies: list[dict] = []
+    while got := b.poll_tasks(0, 9):  # a copy comes alone
+        copies += got
+    assert len(held) == 9 and len(copies) >= 4  # the budget races at least four at once
+    start = threading.Barrier(2, timeout=30)
+    answers: dict[str, list] = {}
+
+    def hand_in(prov: Client, tasks: list[dict]) -> None:
+        items = [_item(prov, t) for t in tasks]
+        start.wait()
+        answers[prov.address] = prov._send("POST", "/tasks/results", json={"results": items})[
+            "results"
+        ]
+
+    threads = [
+        threading.Thread(target=hand_in, args=(a, held)),
+        threading.Thread(target=hand_in, args=(b, copies[::-1])),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert set(answers) == {a.address, b.address}, "a batch failed"
+    won: dict[str, list[str]] = {}
+    for who, batch in answers.items():
+        for ans in batch:
+            if ans.get("state") == "accepted":
+                won.setdefault(ans["task_id"], []).append(who)
+            else:
+                assert ans["error"]["code"] == "race_lost", ans
+    raced = {c["id"] for c in copies}
+    assert set(won) == {t["id"] for t in held} and all(len(w) == 1 for w in won.values())
+    assert {won[t][0] for t in set(won) - raced} == {a.address}
+    done = finish(net, buyer, job)
+    assert buyer.wallet()["available"] == "88"  # twelve tasks paid once each
+    assert {t["state"] for t in done["tasks"]} == {"accepted"}

@@ -7,13 +7,15 @@ integers, and SQLite's NUMERIC would silently turn them into floats.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     JSON,
     Boolean,
     Column,
+    Connection,
     Engine,
     Float,
     Index,
@@ -25,7 +27,10 @@ from sqlalchemy import (
     create_engine,
     event,
 )
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.types import TypeDecorator
+
+T = TypeVar("T")
 
 metadata = MetaData()
 
@@ -226,6 +231,24 @@ def reader(engine: Engine) -> Engine:
     if engine.dialect.name == "postgresql":
         return engine.execution_options(isolation_level="AUTOCOMMIT", **{READ_ONLY: True})
     return engine.execution_options(**{READ_ONLY: True})
+
+
+# PostgreSQL breaks a deadlock (40P01) or a serialization conflict (40001) by aborting one
+# of the transactions; run again, it finds the other one committed
+_RETRYABLE = frozenset({"40P01", "40001"})
+
+
+def transaction(engine: Engine, work: Callable[[Connection], T], attempts: int = 3) -> T:
+    """``work(conn)`` in one transaction, run again when the database aborted it to end
+    a deadlock. ``work`` must do nothing outside the transaction that a rerun repeats."""
+    for attempt in range(1, attempts + 1):
+        try:
+            with engine.begin() as conn:
+                return work(conn)
+        except OperationalError as exc:
+            if getattr(exc.orig, "sqlstate", None) not in _RETRYABLE or attempt == attempts:
+                raise
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def migrate(engine: Engine) -> None:

@@ -56,6 +56,9 @@ def record(
 ) -> dict[str, str | GpudepinError]:
     """Record ``provider``'s results; each task id maps to its new state, or to the error
     that refused it (the others still count)."""
+    # tasks are locked in one order by every batch: a straggler's batch and its copy's
+    # lock the same tasks, and in opposite orders they deadlocked
+    results = sorted(results, key=lambda r: r.task_id)
     store.note_blobs(
         conn, provider, {r.sha256: r.inline_size for r in results if r.inline_size}, now
     )

@@ -188,7 +188,7 @@ def note_blobs(conn: Connection, uploader: str, sizes: dict[str, int], now: floa
         _NOTE_BLOB[conn.dialect.name],
         [
             {"sha256": sha, "uploader": uploader, "size": size, "created_at": now}
-            for sha, size in sizes.items()
+            for sha, size in sorted(sizes.items())  # in one order, as every batch
         ],
     )
 
