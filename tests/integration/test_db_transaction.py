@@ -43,7 +43,7 @@ def test_both_sides_of_a_deadlock_commit(engine: Engine) -> None:
     for t in threads:
         t.join(timeout=60)
     assert not any(t.is_alive() for t in threads)
-    assert len(runs) == 3  # PostgreSQL aborted one side once; it ran again
+    assert len(runs) >= 3  # PostgreSQL aborted one side; it ran again
     with engine.connect() as conn:
         hits = dict(conn.execute(text("SELECT id, hits FROM pair")).all())
     assert hits == {1: 2, 2: 2}  # each side's two updates, none lost, none doubled

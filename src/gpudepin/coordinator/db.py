@@ -6,7 +6,9 @@ integers, and SQLite's NUMERIC would silently turn them into floats.
 
 from __future__ import annotations
 
+import random
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -248,6 +250,9 @@ def transaction(engine: Engine, work: Callable[[Connection], T], attempts: int =
         except OperationalError as exc:
             if getattr(exc.orig, "sqlstate", None) not in _RETRYABLE or attempt == attempts:
                 raise
+            # a rerun at once can take the rows back before the survivor it waited for
+            # gets them, and deadlock with it again: let the survivor go first
+            time.sleep(random.uniform(0.01, 0.05) * attempt)
     raise AssertionError("unreachable: the last attempt returns or raises")
 
 

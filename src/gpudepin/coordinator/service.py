@@ -480,9 +480,15 @@ def submit_result(
             return TaskState.REJECTED.value
         task = speculation.take_over(conn, task, provider, now)
     task_transition(task.state, TaskState.SUBMITTED)
-    conn.execute(
+    # a compare-and-set: the task was read before another delivery of it (the original
+    # or a copy, in a concurrent batch) may have committed, and paying both is paying twice
+    res = conn.execute(
         update(db.tasks)
-        .where(db.tasks.c.id == task_id)
+        .where(
+            db.tasks.c.id == task_id,
+            db.tasks.c.provider == provider,
+            db.tasks.c.state == TaskState.ASSIGNED.value,
+        )
         .values(
             state=TaskState.SUBMITTED.value,
             result_sha256=sha256,
@@ -491,6 +497,9 @@ def submit_result(
             updated_at=now,
         )
     )
+    if res.rowcount != 1:
+        require_assigned(conn, task_id, provider)  # raises why: a race lost, an expiry
+        raise Conflict(f"task {task_id} changed state meanwhile")
     job = get_job(conn, task.job_id)
     store.record(
         conn,
