@@ -226,7 +226,8 @@ def market_net(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Net]
     from gpudepin.coordinator import verification_http
 
     monkeypatch.setattr(verification_http, "claim_extra", lambda rt, who: None)
-    yield from make_net(tmp_path / "coord", market=True, gateway_stale_s=0.5)
+    # the agent is taken for gone after 2 s of silence: 0.5 s failed a loaded CI machine
+    yield from make_net(tmp_path / "coord", market=True, gateway_stale_s=2.0)
 
 
 class FakeAgent:
