@@ -395,12 +395,12 @@ def _handover_outages(
 ) -> list[Outage]:
     # max_gap forgives jitter between one provider's receipts; a lost provider delivered
     # nothing after its last one, so the handover to its successor is down however short
-    ordered = sorted(runs)
+    runs = list(runs)
     spans = []
     for t in lost_at:
-        if any(first <= t < last for first, last in ordered):
+        if any(first <= t < last for first, last in runs):
             continue  # someone else was delivering when it stopped
-        resumed = min((first for first, _ in ordered if first > t), default=end)
+        resumed = min((first for first, _ in runs if first > t), default=end)
         spans.append(Outage(max(t, start), min(resumed, end), "failover"))
     return spans
 
