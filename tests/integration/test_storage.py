@@ -163,6 +163,54 @@ def test_output_lives_on_shards_survives_a_lost_holder_and_reads_back_identical(
     assert not any((gone.keeper.root).rglob("*[0-9]"))
 
 
+def staged(net: Net, buyer: Client, job: dict) -> int:
+    """How many of the output's shards wait in the coordinator's blob store."""
+    return sum(net.rt.blobs.exists(s["sha256"]) for s in shards_of(buyer, job)["shards"])
+
+
+def test_shards_sent_for_a_read_outlast_the_tidy_pass_until_it_is_over(
+    net: Net, tmp_path: Path
+) -> None:
+    hs = [net.holder(n, r) for n, r in (("a", "eu-west"), ("b", "us-east"), ("c", "eu-central"))]
+    buyer, job, want = complete_echo(net, hs[0].client, 3000)
+    for h in hs:
+        h.beat()
+    net.tick()  # every shard held, the coordinator's copy dropped
+    with pytest.raises(Unavailable):
+        buyer.download_outputs(job["id"], tmp_path / "out")  # the holders are asked
+    for h in hs:
+        h.beat()  # they send their shards
+    assert staged(net, buyer, job) == 3
+    net.tick()  # a tidy pass before the read looks again: the read still waits for them
+    assert staged(net, buyer, job) == 3
+    (path,) = buyer.download_outputs(job["id"], tmp_path / "out")
+    assert path.read_bytes() == want
+    net.tick()  # the read is over: the staged shards go
+    assert staged(net, buyer, job) == 0
+
+
+def test_a_read_given_up_on_stops_holding_the_staged_shards(net: Net, tmp_path: Path) -> None:
+    from gpudepin.coordinator.artifacts import READ_REQUEST_TTL_S
+
+    hs = [net.holder(n, r) for n, r in (("a", "eu-west"), ("b", "us-east"), ("c", "eu-central"))]
+    buyer, job, _ = complete_echo(net, hs[0].client, 3000)
+    for h in hs:
+        h.beat()
+    net.tick()
+    with pytest.raises(Unavailable):
+        buyer.download_outputs(job["id"], tmp_path / "out")
+    for h in hs:
+        h.beat()
+    net.clock.t += READ_REQUEST_TTL_S + 1  # nobody came back for them
+    for h in hs:
+        h.beat()  # still online (the test's holders beat on the fake clock)
+    net.tick()
+    assert staged(net, buyer, job) == 0
+    for h in hs:
+        h.beat()
+    assert staged(net, buyer, job) == 0  # the requests were closed: nobody sends again
+
+
 def test_only_the_chosen_holder_moves_a_shard_and_bad_bytes_cost_it_the_shard(net: Net) -> None:
     hs = [net.holder(n, r) for n, r in (("a", "eu-west"), ("b", "us-east"), ("c", "eu-central"))]
     outsider = net.holder("x", "ap-south", disk=0)

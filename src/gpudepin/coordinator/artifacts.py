@@ -26,7 +26,9 @@ output with ``decode_blobs``, which checks every shard and the whole against the
 as lost, and once ``core.shards.repair_plan`` says so (live shards at most k + margin)
 re-creates every missing shard from k staged ones (or the coordinator's copy) and places
 it on new holders away from the live ones (``place_repairs``). Staged bytes are deleted
-once every shard is held again.
+once every shard is held again and no read waits for them: a holder's request to send
+stays open until the read or repair that made it has rebuilt the artifact (or, for a read
+given up on, ``READ_REQUEST_TTL_S`` after its wait).
 """
 
 from __future__ import annotations
@@ -309,9 +311,10 @@ def receive(rt: Runtime, artifact: str, idx: int, provider: str, chunks: Iterabl
     with rt.reader.connect() as conn:
         row = _row(conn, artifact, idx, provider, (HELD,))
     sha, _ = rt.blobs.put_stream(chunks)
+    # the request stays open until the read (or repair) that made it has rebuilt the
+    # artifact: closed here, the tidy pass took the staged shard for unneeded and deleted
+    # it before the waiting read got to it
     if sha == row.sha256:
-        with rt.engine.begin() as conn:
-            _set(conn, row, send_requested_at=None)
         return
     if not _still_needed(rt, sha):
         rt.blobs.path(sha).unlink(missing_ok=True)
@@ -406,19 +409,21 @@ def read(rt: Runtime, sha: str) -> Path:
         art = conn.execute(select(artifacts).where(artifacts.c.sha256 == sha)).first()
     if art is None:
         raise NotFound(f"no stored file {sha[:12]}…", hint="It may have been deleted.")
-    deadline = time.monotonic() + rt.settings.shard_read_wait_s
-    asked = False
+    started = time.monotonic()
+    deadline, next_ask = started + rt.settings.shard_read_wait_s, started
     while True:
         data = _rebuild(rt, art)
         if data is not None:
             with rt.engine.begin() as conn:
                 clear_read_requests(conn, sha)
             break
-        if not asked:
+        if time.monotonic() >= next_ask:
+            # again every second while short: another read that finished meanwhile
+            # closed the requests, or a holder asked first has gone since
             now = rt.clock()
             with rt.engine.begin() as conn:
                 _ask_holders(conn, sha, _online(conn, now, rt.settings.shard_offline_s), now)
-            asked = True
+            next_ask = time.monotonic() + 1.0
         if time.monotonic() >= deadline:
             have = len(_staged(rt.blobs, Manifest.from_dict(art.manifest)))
             raise Unavailable(
@@ -471,7 +476,7 @@ def repair(rt: Runtime, art: Any, now: float) -> str:
             return "lost"
         missing = [i for i, h in enumerate(holders) if h is None]
     if not missing:
-        return _tidy(rt, art, rows, has_copy)
+        return _tidy(rt, art, rows, has_copy, now)
     manifest = Manifest.from_dict(art.manifest)
     if has_copy:
         fresh = encode(rt.blobs.open_path(art.sha256).read_bytes(), art.k, art.n)
@@ -525,13 +530,19 @@ def repair(rt: Runtime, art: Any, now: float) -> str:
     return f"repairing {sorted(placed)}"
 
 
-def _tidy(rt: Runtime, art: Any, rows: list[Any], has_copy: bool) -> str:
-    """Once every shard is held: drop staged bytes and (by setting) the coordinator's copy."""
+def _tidy(rt: Runtime, art: Any, rows: list[Any], has_copy: bool, now: float) -> str:
+    """Once every shard is held and no read waits for them: drop staged bytes and (by
+    setting) the coordinator's copy. A read's requests older than ``READ_REQUEST_TTL_S``
+    past its wait are closed here: that read has given up (its buyer was told to retry)."""
     live = [r for r in rows if r.state in LIVE]
     if len(live) < art.n or any(r.state != HELD for r in live):
         return "transferring"
-    if any(r.send_requested_at is not None for r in live):
-        return "reading"
+    asked = [r.send_requested_at for r in live if r.send_requested_at is not None]
+    if asked:
+        if max(asked) > now - rt.settings.shard_read_wait_s - READ_REQUEST_TTL_S:
+            return "reading"
+        with rt.engine.begin() as conn:
+            clear_read_requests(conn, art.sha256)
     manifest = Manifest.from_dict(art.manifest)
     for h in manifest.shard_sha256:
         rt.blobs.path(h).unlink(missing_ok=True)
@@ -542,6 +553,11 @@ def _tidy(rt: Runtime, art: Any, rows: list[Any], has_copy: bool) -> str:
     ):
         rt.blobs.path(art.sha256).unlink(missing_ok=True)
     return "complete"
+
+
+# how long past its own wait a read's requests keep the staged shards: its buyer is told
+# to retry in a few seconds, and the retry should find them
+READ_REQUEST_TTL_S = 60.0
 
 
 def storage_duty(rt: Runtime) -> None:
