@@ -334,6 +334,46 @@ def test_a_poll_claims_several_tasks_and_a_batch_counts_each_result_on_its_own(
     assert buyer.ledger_summary()["balanced"]
 
 
+def test_a_task_taken_away_while_its_batch_is_judged_costs_only_its_own_result(
+    net: Net, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The set-wise write finds one task no longer the provider's (it expired and went to
+    another): the batch is recorded again one result at a time, and the rest counts."""
+    from sqlalchemy import update
+
+    from gpudepin.coordinator import api, db
+
+    buyer = funded_buyer(net)
+    job = buyer.submit_job("echo", {"tasks": 3, "seed": 4}, {}, "0.5")
+    prov, other = net.provider("a"), net.provider("b")
+    mine = prov.poll_tasks(0, 3)
+    taken = mine[1]["id"]
+    judge = api._judge
+
+    def judge_then_lose_one(*args: object) -> object:
+        ready = judge(*args)  # type: ignore[arg-type]
+        with net.rt.engine.begin() as conn:  # type: ignore[attr-defined]
+            conn.execute(
+                update(db.tasks).where(db.tasks.c.id == taken).values(provider=other.address)
+            )
+        return ready
+
+    monkeypatch.setattr(api, "_judge", judge_then_lose_one)
+    answers = prov.submit_results([(t["id"], _echo_file(tmp_path, t), {}) for t in mine])
+    assert [a.get("state") for a in answers] == ["accepted", None, "accepted"]
+    assert answers[1]["error"]["code"] in ("forbidden", "race_lost")
+    monkeypatch.undo()
+    assert other.submit_results([(taken, _echo_file(tmp_path, mine[1]), {})])[0]["state"] == (
+        "accepted"
+    )
+    assert prov.wallet()["held"] == "0.95" and other.wallet()["held"] == "0.475"
+    events = buyer.job(job["id"], events=True)["events"]
+    assert sorted(e["task_id"] for e in events if e["kind"] == "task_accepted") == sorted(
+        t["id"] for t in mine
+    )
+    assert buyer.ledger_summary()["balanced"]
+
+
 def test_a_batch_is_refused_whole_when_malformed(net: Net, tmp_path: Path) -> None:
     buyer = funded_buyer(net)
     buyer.submit_job("echo", {"tasks": 2, "seed": 4}, {}, "0.5")

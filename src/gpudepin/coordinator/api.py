@@ -576,10 +576,8 @@ def _record(
     rt: Runtime, who: str, ready: list[results.Submission]
 ) -> dict[str, str | GpudepinError]:
     # a straggler's result and its copy's lock the same tasks: the rare deadlock between
-    # two batches is broken by PostgreSQL aborting one, which then runs again
-    return db.transaction(
-        rt.engine, lambda conn: results.record(conn, who, ready, rt.settings.fee_bps, rt.clock())
-    )
+    # two batches is broken by PostgreSQL aborting one, which then runs again (record_in)
+    return results.record_in(rt.engine, who, ready, rt.settings.fee_bps, rt.clock())
 
 
 def _copy_holder(conn: Any, task_id: str, who: str) -> tuple[Any, Any]:

@@ -6,7 +6,10 @@ no speculative copy and passed the workload's check is recorded with one stateme
 table (tasks, events, ledger, payouts, verification cases), whatever its size. Anything
 else (a rejected result, a copy racing, a task no longer the provider's) goes through
 ``service.submit_result`` one at a time, each in its own savepoint, so one refusal
-never undoes the others.
+never undoes the others. The set-wise write has no savepoint of its own: on PostgreSQL
+its SAVEPOINT and RELEASE were two of a result's sixteen round trips, so when it is
+refused (a task changed meanwhile, the escrow ran short) ``record_in`` rolls the whole
+transaction back and records the batch again one result at a time.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import JSON, Connection, bindparam, select, update
+from sqlalchemy import JSON, Connection, Engine, bindparam, select, update
 
 from gpudepin.coordinator import db, service, speculation, store, verification
 from gpudepin.core import ledger
@@ -51,11 +54,35 @@ def assigned(conn: Connection, provider: str, task_ids: list[str]) -> dict[str, 
     return {task.id: (task, jobs[task.job_id]) for task in tasks}
 
 
+class _BatchRefused(Exception):
+    """The set-wise write was refused: ``record_in`` records the batch again, one by one."""
+
+
+def record_in(
+    engine: Engine, provider: str, results: list[Submission], fee_bps: int, now: float
+) -> dict[str, str | GpudepinError]:
+    """Record ``provider``'s results in one transaction (see ``record``); when the
+    set-wise write is refused, in a second one that takes each result on its own."""
+    try:
+        return db.transaction(engine, lambda conn: record(conn, provider, results, fee_bps, now))
+    except _BatchRefused:
+        return db.transaction(
+            engine, lambda conn: record(conn, provider, results, fee_bps, now, batch=False)
+        )
+
+
 def record(
-    conn: Connection, provider: str, results: list[Submission], fee_bps: int, now: float
+    conn: Connection,
+    provider: str,
+    results: list[Submission],
+    fee_bps: int,
+    now: float,
+    batch: bool = True,
 ) -> dict[str, str | GpudepinError]:
     """Record ``provider``'s results; each task id maps to its new state, or to the error
-    that refused it (the others still count)."""
+    that refused it (the others still count). With ``batch`` the usual results are
+    written set-wise, and a refusal of that write raises ``_BatchRefused``, to be rolled
+    back with the transaction (``record_in``); without, each goes on its own."""
     # tasks are locked in one order by every batch: a straggler's batch and its copy's
     # lock the same tasks, and in opposite orders they deadlocked
     results = sorted(results, key=lambda r: r.task_id)
@@ -68,7 +95,8 @@ def record(
     usual = [
         r
         for r in results
-        if r.rejection is None
+        if batch
+        and r.rejection is None
         and r.task.provider == provider
         and r.task.state == TaskState.ASSIGNED.value
         and r.task_id not in racing
@@ -77,12 +105,10 @@ def record(
     payments: list[ledger.Transaction] = []
     if usual:
         try:
-            with conn.begin_nested():
-                payments = _accept(conn, provider, usual, fee_bps, now)
-        except GpudepinError:
-            pass  # each goes the per-task way below, and gets its own answer
-        else:
-            out.update((r.task_id, TaskState.ACCEPTED.value) for r in usual)
+            payments = _accept(conn, provider, usual, fee_bps, now)
+        except GpudepinError as exc:
+            raise _BatchRefused from exc  # each then goes the per-task way, with its answer
+        out.update((r.task_id, TaskState.ACCEPTED.value) for r in usual)
     for r in results:
         if r.task_id in out:
             continue
