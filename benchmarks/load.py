@@ -30,12 +30,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from _pg import scratch_database
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
@@ -44,7 +44,6 @@ from gpudepin.identity import result_message, sign_text
 from gpudepin.workloads.echo import expected
 
 HERE = Path(__file__).resolve().parent
-PG_ADMIN = os.environ.get("GPUDEPIN_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 HEARTBEAT_S = 10.0
 PER_CLIENT = 50
 LONG_POLL_S = 10.0  # as the real agent: a poll waits up to this long for work
@@ -339,11 +338,9 @@ def run_ours(
     db: str, n: int, seconds: float, warmup: float, task_s: float, batch: int, windows: list[str]
 ) -> float:
     """The windows on ``db``; returns the last one's tasks/s (the saturated one's, when run)."""
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         home = Path(tmp)
-        url_db, dropper = None, None
-        if db == "postgres":
-            url_db, dropper = _pg_database()
+        url_db = stack.enter_context(scratch_database("load")) if db == "postgres" else None
         proc, url = start_coordinator(home, url_db)
         try:
             print(f"gpudepin on {db}: {n} emulated providers, {seconds:.0f}s a window, at {url}")
@@ -354,31 +351,11 @@ def run_ours(
                 proc.wait(10)
             except subprocess.TimeoutExpired:
                 proc.kill()
-            if dropper:
-                dropper()
         labels = {
             "steady": f"{db}, steady (tasks run ~{task_s:g}s, one a poll)",
             "saturated": f"{db}, saturated (tasks run 0s, up to {batch} a poll)",
         }
         return [report(labels[w], stats) for w, stats in ran.items()][-1]
-
-
-def _pg_database() -> tuple[str, object]:
-    from sqlalchemy import create_engine, text
-
-    name = f"gpudepin_load_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(
-        PG_ADMIN.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT"
-    )
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-    return f"{PG_ADMIN.rsplit('/', 1)[0]}/{name}", drop
 
 
 def run_celery(n_tasks: int) -> float | None:

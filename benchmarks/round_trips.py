@@ -21,19 +21,18 @@ from __future__ import annotations
 import argparse
 import base64
 import hashlib
-import os
 import tempfile
 import time
-import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from _pg import scratch_database
 from eth_account import Account
 from fastapi.testclient import TestClient
 from psycopg.pq import TransactionStatus
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import event
 
 from gpudepin.client import Client
 from gpudepin.coordinator import db
@@ -42,7 +41,6 @@ from gpudepin.identity import result_message, sign_text
 from gpudepin.settings import CoordinatorSettings
 from gpudepin.workloads.echo import expected
 
-PG_ADMIN = os.environ.get("GPUDEPIN_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 CALLS = ("heartbeat", "poll 1", "result 1", "poll 8", "results 8")
 
 
@@ -86,23 +84,11 @@ def _item(prov: Client, task: dict[str, Any]) -> dict[str, Any]:
 
 
 def run(rounds: int) -> None:
-    admin = create_engine(
-        PG_ADMIN.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT"
-    )
-    name = f"gpudepin_rt_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        settings = CoordinatorSettings(
-            home=Path(tempfile.mkdtemp()), db_url=f"{PG_ADMIN.rsplit('/', 1)[0]}/{name}"
-        )
+    with scratch_database("rt") as url:
+        settings = CoordinatorSettings(home=Path(tempfile.mkdtemp()), db_url=url)
         app = create_app(settings, run_loops=False)
         with TestClient(app) as tc:
             measure(tc, app.state.rt, rounds)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def measure(tc: TestClient, rt: Any, rounds: int) -> None:

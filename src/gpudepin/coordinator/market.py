@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, Connection, exists, insert, or_, select, update
+from sqlalchemy import ColumnElement, Connection, bindparam, exists, insert, or_, select, update
 
 from gpudepin.coordinator import db, store
 from gpudepin.coordinator import tables_market as tm
@@ -548,13 +548,8 @@ def on_claimed(conn: Connection, tasks: list[Any], provider: str, now: float) ->
     """Price just-claimed tasks at their winner's bid per unit and mark its awards
     started; whether any was priced (tasks of jobs without an order keep their price)."""
     a = tm.awards.c
-    job_ids = {task.job_id for task in tasks}
-    awards = {
-        r.order_id: r
-        for r in conn.execute(
-            select(tm.awards).where(a.order_id.in_(job_ids), a.provider == provider)
-        )
-    }
+    job_ids = sorted({task.job_id for task in tasks})
+    awards = {r.order_id: r for r in conn.execute(_AWARDS_OF, {"ids": job_ids, "who": provider})}
     if not awards:
         return False
     for task in tasks:
@@ -572,6 +567,13 @@ def on_claimed(conn: Connection, tasks: list[Any], provider: str, now: float) ->
                 .values(started_at=now)
             )
     return True
+
+
+# built once: it runs on every claim, with or without an auction
+_AWARDS_OF = select(tm.awards).where(
+    tm.awards.c.order_id.in_(bindparam("ids", expanding=True)),
+    tm.awards.c.provider == bindparam("who"),
+)
 
 
 def lapse_awards(conn: Connection, now: float, settings: Any) -> int:

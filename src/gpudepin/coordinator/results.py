@@ -42,16 +42,18 @@ class Submission:
 def assigned(conn: Connection, provider: str, task_ids: list[str]) -> dict[str, tuple[Any, Any]]:
     """``(task, job)`` for each of ``task_ids`` assigned to ``provider`` right now, in two
     queries."""
-    t = db.tasks.c
-    q = select(db.tasks).where(
-        t.id.in_(task_ids), t.provider == provider, t.state == TaskState.ASSIGNED.value
-    )
-    tasks = list(conn.execute(q))
+    tasks = list(conn.execute(_ASSIGNED, {"ids": task_ids, "who": provider}))
     if not tasks:
         return {}
-    job_ids = {task.job_id for task in tasks}
-    jobs = {j.id: j for j in conn.execute(select(db.jobs).where(db.jobs.c.id.in_(job_ids)))}
+    jobs = service.jobs_by_id(conn, {task.job_id for task in tasks})
     return {task.id: (task, jobs[task.job_id]) for task in tasks}
+
+
+_ASSIGNED = select(db.tasks).where(
+    db.tasks.c.id.in_(bindparam("ids", expanding=True)),
+    db.tasks.c.provider == bindparam("who"),
+    db.tasks.c.state == TaskState.ASSIGNED.value,
+)
 
 
 class _BatchRefused(Exception):

@@ -412,8 +412,7 @@ def claim_tasks(
     won = {task.id: task for task in conn.execute(take, params)}
     if not won:
         return []
-    job_ids = {task.job_id for task in won.values()}
-    jobs = {j.id: j for j in conn.execute(select(db.jobs).where(db.jobs.c.id.in_(job_ids)))}
+    jobs = jobs_by_id(conn, {task.job_id for task in won.values()})
     for job in jobs.values():
         if job.state == JobState.FUNDED.value:
             # agents claiming two tasks of one job at once both see it funded: the first
@@ -434,6 +433,16 @@ def claim_tasks(
         [{"job_id": t.job_id, "task_id": t.id, "actor": provider} for t in won.values()],
     )
     return [(won[i], jobs[won[i].job_id]) for i in ids if i in won]
+
+
+# hot statements are built once: building one per call (and the cache key SQLAlchemy then
+# derives from it) cost several times what running it costs on SQLite
+_JOBS_BY_ID = select(db.jobs).where(db.jobs.c.id.in_(bindparam("ids", expanding=True)))
+
+
+def jobs_by_id(conn: Connection, ids: set[str]) -> dict[str, Any]:
+    """The rows of the jobs ``ids`` names, by id (one query)."""
+    return {j.id: j for j in conn.execute(_JOBS_BY_ID, {"ids": sorted(ids)})}
 
 
 def get_task(conn: Connection, task_id: str) -> Any:

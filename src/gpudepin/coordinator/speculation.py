@@ -309,10 +309,12 @@ def _copy_of(conn: Connection, task_id: str, provider: str, states: tuple[str, .
 def racing(conn: Connection, task_ids: list[str]) -> set[str]:
     """Which of ``task_ids`` have a copy wanted or running: their results settle a race
     (``settle_race``), so they take the per-task path."""
-    q = select(task_copies.c.task_id).where(
-        task_copies.c.task_id.in_(task_ids), task_copies.c.state.in_(ACTIVE)
-    )
-    return set(conn.execute(q).scalars())
+    return set(conn.execute(_RACING, {"ids": task_ids}).scalars())
+
+
+_RACING = select(task_copies.c.task_id).where(
+    task_copies.c.task_id.in_(bindparam("ids", expanding=True)), task_copies.c.state.in_(ACTIVE)
+)
 
 
 def holds_copy(conn: Connection, task: Any, provider: str) -> bool:

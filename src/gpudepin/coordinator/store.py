@@ -22,11 +22,13 @@ def lock_balances(conn: Connection, accounts: Iterable[str]) -> dict[str, int]:
     locking the same accounts (one job's escrow, the fees account) in one statement
     each can then never hold one row each and wait for the other's.
     """
-    names = sorted(set(accounts))
-    q = select(db.balances).where(db.balances.c.account.in_(names))
-    if conn.dialect.name == "postgresql":
-        q = q.order_by(db.balances.c.account).with_for_update()
-    return {r.account: r.amount for r in conn.execute(q)}
+    q = _LOCK_BALANCES if conn.dialect.name == "postgresql" else _BALANCES
+    return {r.account: r.amount for r in conn.execute(q, {"names": sorted(set(accounts))})}
+
+
+# built once, as every statement of a result's path (see results.py)
+_BALANCES = select(db.balances).where(db.balances.c.account.in_(bindparam("names", expanding=True)))
+_LOCK_BALANCES = _BALANCES.order_by(db.balances.c.account).with_for_update()
 
 
 def all_balances(conn: Connection) -> dict[str, int]:
@@ -136,8 +138,7 @@ _SET_BALANCE = (
 
 def balances_for(conn: Connection, accounts: Iterable[str]) -> dict[str, int]:
     names = list(accounts)
-    rows = conn.execute(select(db.balances).where(db.balances.c.account.in_(names)))
-    found = {r.account: r.amount for r in rows}
+    found = {r.account: r.amount for r in conn.execute(_BALANCES, {"names": names})}
     return {a: found.get(a, 0) for a in names}
 
 
