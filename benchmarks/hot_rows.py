@@ -28,15 +28,14 @@ import multiprocessing
 import os
 import threading
 import time
-import uuid
 from collections.abc import Callable
 
-from sqlalchemy import Connection, Engine, create_engine, insert, text
+from _pg import scratch_database
+from sqlalchemy import Connection, Engine, insert
 
 from gpudepin.coordinator import db, store
 from gpudepin.core import ledger
 
-PG_ADMIN = os.environ.get("GPUDEPIN_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 BUYER = "0x" + "b" * 40
 JOB = "jhot"
 
@@ -92,13 +91,11 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--busy", type=int, default=1, help="CPU-spinning processes meanwhile")
     args = ap.parse_args()
-    name = f"gpudepin_hot_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(
-        PG_ADMIN.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT"
-    )
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    eng = db.make_engine(f"{PG_ADMIN.rsplit('/', 1)[0]}/{name}")
+    with scratch_database("hot") as url:
+        _measure(db.make_engine(url), args)
+
+
+def _measure(eng: Engine, args: argparse.Namespace) -> None:
     try:
         db.migrate(eng)
         with eng.begin() as conn:
@@ -137,9 +134,6 @@ def main() -> None:
         print(f"ratio post / lock first: {best['post'] / best['lock first']:.2f}")
     finally:
         eng.dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 if __name__ == "__main__":
