@@ -50,6 +50,7 @@ def duties() -> list[Callable[[Runtime], None]]:
     from gpudepin.coordinator.disputes_duty import dispute_duty
     from gpudepin.coordinator.lease_sla import probe_duty as lease_probe_duty
     from gpudepin.coordinator.speculation import straggler_duty
+    from gpudepin.coordinator.upkeep import statistics_duty
     from gpudepin.coordinator.verification_duty import verification_duty
     from gpudepin.dashboard.history import sample_stats
 
@@ -65,6 +66,7 @@ def duties() -> list[Callable[[Runtime], None]]:
         market.market_duty,
         lease_probe_duty,
         endpoint_duty,
+        statistics_duty,
     ]
 
 
