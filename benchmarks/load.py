@@ -1,7 +1,7 @@
 """Load: 1,000 emulated providers and a buyer against a real coordinator process.
 
     python3 benchmarks/load.py [--providers 1000] [--seconds 40] [--db sqlite|postgres|both]
-                               [--no-celery] [--no-ray]
+                               [--no-celery] [--no-ray] [--coordinators N]
 
 Each emulated provider is a coroutine with its own Ethereum key: it signs in (SIWE),
 registers, heartbeats, polls for work (``wait=0``; it sleeps a little when there is
@@ -207,8 +207,8 @@ def cpu_seconds(pid: int) -> float:
 
 
 async def drive(
-    url: str,
-    pid: int,
+    urls: list[str],
+    pids: list[int],
     n: int,
     seconds: float,
     warmup: float,
@@ -225,11 +225,13 @@ async def drive(
     # and one pool of a thousand made this process, not the coordinator, the bottleneck
     limits = httpx.Limits(max_connections=PER_CLIENT + 10, max_keepalive_connections=PER_CLIENT)
     async with contextlib.AsyncExitStack() as stack:
-        https = [
+        https = [  # with several coordinators, each pool talks to one of them in turn
             await stack.enter_async_context(
-                httpx.AsyncClient(base_url=url, limits=limits, timeout=LONG_POLL_S + 30)
+                httpx.AsyncClient(
+                    base_url=urls[i % len(urls)], limits=limits, timeout=LONG_POLL_S + 30
+                )
             )
-            for _ in range(n // PER_CLIENT + 1)
+            for i in range(n // PER_CLIENT + 1)
         ]
         accounts = keys(n + 1)
         apis = [Api(https[i // PER_CLIENT], a, phases[0]) for i, a in enumerate(accounts)]
@@ -263,11 +265,11 @@ async def drive(
             tasks += [asyncio.create_task(provider(a, stop, rng)) for a in apis[:-1]]
             await asyncio.sleep(warmup)
             stats.recording = True
-            started, cpu0 = time.monotonic(), cpu_seconds(pid)
+            started, cpu0 = time.monotonic(), sum(map(cpu_seconds, pids))
             await asyncio.sleep(seconds)
             stats.recording = False
             stats.latency["_window"] = [time.monotonic() - started]
-            stats.server_cpu_s = cpu_seconds(pid) - cpu0
+            stats.server_cpu_s = sum(map(cpu_seconds, pids)) - cpu0
             stop.set()
             await asyncio.gather(*tasks, return_exceptions=True)
             await _drain(apis[-1])
@@ -311,7 +313,7 @@ def report(label: str, stats: Stats) -> float:
     print(f"  {label}: {rate:.1f} tasks/s sustained over {window:.0f}s ({stats.done} tasks)")
     if stats.server_cpu_s and stats.done:
         print(
-            f"  {label}: the coordinator used {stats.server_cpu_s / window:.2f} CPUs, "
+            f"  {label}: the coordinator(s) used {stats.server_cpu_s / window:.2f} CPUs, "
             f"{1000 * stats.server_cpu_s / stats.done:.2f} ms of CPU a task"
         )
     print(
@@ -335,22 +337,39 @@ def report(label: str, stats: Stats) -> float:
 
 
 def run_ours(
-    db: str, n: int, seconds: float, warmup: float, task_s: float, batch: int, windows: list[str]
+    db: str,
+    n: int,
+    seconds: float,
+    warmup: float,
+    task_s: float,
+    batch: int,
+    windows: list[str],
+    coordinators: int = 1,
 ) -> float:
-    """The windows on ``db``; returns the last one's tasks/s (the saturated one's, when run)."""
+    """The windows on ``db``; returns the last one's tasks/s (the saturated one's, when run).
+    ``coordinators`` > 1 (PostgreSQL) runs that many processes on one database and home,
+    the providers' connection pools spread over them in turn."""
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         home = Path(tmp)
         url_db = stack.enter_context(scratch_database("load")) if db == "postgres" else None
-        proc, url = start_coordinator(home, url_db)
+        procs, urls = [], []
         try:
-            print(f"gpudepin on {db}: {n} emulated providers, {seconds:.0f}s a window, at {url}")
-            ran = asyncio.run(drive(url, proc.pid, n, seconds, warmup, task_s, batch, windows))
+            for _ in range(coordinators if db == "postgres" else 1):
+                proc, url = start_coordinator(home, url_db)  # one by one: each migrates first
+                procs.append(proc)
+                urls.append(url)
+            at = ", ".join(urls)
+            print(f"gpudepin on {db}: {n} emulated providers, {seconds:.0f}s a window, at {at}")
+            pids = [p.pid for p in procs]
+            ran = asyncio.run(drive(urls, pids, n, seconds, warmup, task_s, batch, windows))
         finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            for proc in procs:
+                proc.terminate()
+            for proc in procs:
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
         labels = {
             "steady": f"{db}, steady (tasks run ~{task_s:g}s, one a poll)",
             "saturated": f"{db}, saturated (tasks run 0s, up to {batch} a poll)",
@@ -420,6 +439,9 @@ def main() -> None:
     ap.add_argument("--window", choices=("steady", "saturated", "both"), default="both")
     ap.add_argument("--no-celery", action="store_true")
     ap.add_argument("--no-ray", action="store_true")
+    ap.add_argument(
+        "--coordinators", type=int, default=1, help="coordinator processes on PostgreSQL"
+    )
     args = ap.parse_args()
     sys.path.insert(0, str(HERE))
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start")
@@ -427,7 +449,14 @@ def main() -> None:
     windows = ["steady", "saturated"] if args.window == "both" else [args.window]
     ours = {
         db: run_ours(
-            db, args.providers, args.seconds, args.warmup, args.task_s, args.batch, windows
+            db,
+            args.providers,
+            args.seconds,
+            args.warmup,
+            args.task_s,
+            args.batch,
+            windows,
+            args.coordinators,
         )
         for db in dbs
     }
