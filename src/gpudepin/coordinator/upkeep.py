@@ -13,7 +13,8 @@ coordinator looks after its own tables, at autovacuum's default thresholds.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+import threading
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, text
 
@@ -49,26 +50,39 @@ def upkeep_for(live: int, dead: int, modified: int, never: bool) -> str | None:
 
 def statistics_duty(rt: Runtime) -> None:
     """Every ``CHECK_EVERY_S``, on PostgreSQL with autovacuum off, analyze (and vacuum)
-    the tables that need it; nothing on SQLite or where autovacuum runs."""
+    the tables that need it; nothing on SQLite or where autovacuum runs. The work runs in
+    a thread of its own (``rt.caches["upkeep"]["worker"]``): a VACUUM of a large table
+    takes long, and the other duties (requeueing silent agents' tasks) must not wait."""
     if rt.engine.dialect.name != "postgresql":
         return
-    state = rt.caches.setdefault("upkeep", {"next": 0.0, "autovacuum": None})
+    state = rt.caches.setdefault("upkeep", {"next": 0.0, "autovacuum": None, "worker": None})
     now = rt.clock()
-    if now < state["next"] or state["autovacuum"]:
+    busy = state["worker"] is not None and state["worker"].is_alive()
+    if now < state["next"] or state["autovacuum"] or busy:
         return
     state["next"] = now + CHECK_EVERY_S
-    # VACUUM cannot run inside a transaction
-    with rt.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        if state["autovacuum"] is None:
-            state["autovacuum"] = autovacuum_on(conn)
-            if state["autovacuum"]:
-                return
-            log.warning(
-                "PostgreSQL's autovacuum is off: the coordinator analyzes and vacuums "
-                "its own tables (every %.0f s, at autovacuum's default thresholds)",
-                CHECK_EVERY_S,
-            )
-        look_after(conn)
+    state["worker"] = threading.Thread(
+        target=_pass, args=(rt, state), name="gpudepin-upkeep", daemon=True
+    )
+    state["worker"].start()
+
+
+def _pass(rt: Runtime, state: dict[str, Any]) -> None:
+    try:
+        # VACUUM cannot run inside a transaction
+        with rt.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            if state["autovacuum"] is None:
+                state["autovacuum"] = autovacuum_on(conn)
+                if state["autovacuum"]:
+                    return
+                log.warning(
+                    "PostgreSQL's autovacuum is off: the coordinator analyzes and vacuums "
+                    "its own tables (every %.0f s, at autovacuum's default thresholds)",
+                    CHECK_EVERY_S,
+                )
+            look_after(conn)
+    except Exception:  # the next pass tries again (a database restart, say)
+        log.exception("upkeep pass failed")
 
 
 def autovacuum_on(conn: Connection) -> bool:
