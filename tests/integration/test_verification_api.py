@@ -195,3 +195,29 @@ def test_cpu_providers_stand_without_a_challenge(net: Net) -> None:
     assert prov.poll(0) is None
     rep = prov.reputation()
     assert rep["hardware_proven"] and rep["gpu_class"] == "cpu"
+
+
+def test_a_check_missed_while_the_coordinator_was_down_goes_to_its_checker_again(
+    net: Net, tmp_path: Path
+) -> None:
+    buyer = net.client()
+    buyer.faucet("10")
+    job = buyer.submit_job("render", {"frames": "1"}, {"scene": demo_scene_path()}, "1")
+    worker, checker = net.provider("op-a"), net.provider("op-b")  # the only possible auditor
+    task = worker.poll(0)
+    right = truth(tmp_path, task["job_spec"], seed=0)
+    assert worker.submit_result(task["id"], right, {})["state"] == "accepted"
+    net.tick()  # a newcomer is audited: the check goes to the checker
+    # the checker cannot reach the coordinator until the check's deadline has passed
+    net.clock.t += 3 * net.rt.settings.assignment_ttl_s + 1  # type: ignore[attr-defined]
+    worker.heartbeat()
+    checker.heartbeat()
+    net.tick()  # the check expires unstarted: withdrawn, and the case drawn again
+    checks = buyer.job_verification(job["id"])["cases"][0]["checks"]
+    assert [c["state"] for c in checks] == ["withdrawn", "assigned"]
+    assert do_check(checker, tmp_path, seed=0)["state"] == "submitted"
+    net.tick()
+    net.tick()
+    assert buyer.job_verification(job["id"])["cases"][0]["state"] == "accepted"
+    assert buyer.job(job["id"])["state"] == "completed"
+    assert buyer.ledger_summary()["balanced"]

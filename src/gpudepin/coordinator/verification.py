@@ -494,7 +494,7 @@ def plan_cases(conn: Connection, settings: CoordinatorSettings, now: float) -> i
         planned += 1
     # only a case that never found any auditor stops holding its job back; one that
     # has a mismatch or a checker that went silent keeps blocking until it is decided
-    tried = select(tv.checks.c.case_id)
+    tried = select(tv.checks.c.case_id).where(tv.checks.c.state != "withdrawn")
     conn.execute(
         update(tv.cases)
         .where(
@@ -507,10 +507,12 @@ def plan_cases(conn: Connection, settings: CoordinatorSettings, now: float) -> i
     looking = select(tv.cases).where(tv.cases.c.state.in_(["waiting", "unchecked"]))
     for case in conn.execute(looking).all():
         prov = _provider(conn, case.provider)
-        used = [c.checker for c in _checks(conn, case.id)]
-        pick = V.choose_auditor(
-            record_of(conn, prov), records, rng_for(settings, case.id, len(used)), params, used
-        )
+        checks = _checks(conn, case.id)
+        used = [c.checker for c in checks if c.state != "withdrawn"]
+        # drawn anew after each check, withdrawn ones too: a checker that keeps missing
+        # its checks is not simply drawn again
+        rng = rng_for(settings, case.id, len(checks))
+        pick = V.choose_auditor(record_of(conn, prov), records, rng, params, used)
         if pick is not None:
             role = (
                 "referee" if any(c.state == "done" for c in _checks(conn, case.id)) else "auditor"
@@ -671,8 +673,12 @@ def extend_checks(
 
 
 def _expire_check(conn: Connection, chk: Any, now: float, why: str) -> None:
+    # a check its checker never picked up (the coordinator was down, say) is withdrawn,
+    # not held against it: the planner may give that checker the case again, and where
+    # it is the only one eligible, the job would otherwise wait for an audit forever
+    state = "withdrawn" if chk.state == "assigned" else "expired"
     conn.execute(
-        update(tv.checks).where(tv.checks.c.id == chk.id).values(state="expired", updated_at=now)
+        update(tv.checks).where(tv.checks.c.id == chk.id).values(state=state, updated_at=now)
     )
     if chk.role != "known_answer":
         # back to waiting: the planner finds another checker, excluding this one
