@@ -39,6 +39,7 @@ from _pg import scratch_database
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
+from gpudepin import CLIENT_KEEPALIVE_S
 from gpudepin.cli.localnet import free_port, wait_healthy
 from gpudepin.identity import result_message, sign_text
 from gpudepin.workloads.echo import expected
@@ -223,7 +224,12 @@ async def drive(
     phases = [every[w] for w in windows]
     # one httpx client per 50 providers: a pool scans its connections on every request,
     # and one pool of a thousand made this process, not the coordinator, the bottleneck
-    limits = httpx.Limits(max_connections=PER_CLIENT + 10, max_keepalive_connections=PER_CLIENT)
+    # and each keeps its connections between calls, as the agent does (client.agent_http)
+    limits = httpx.Limits(
+        max_connections=PER_CLIENT + 10,
+        max_keepalive_connections=PER_CLIENT,
+        keepalive_expiry=CLIENT_KEEPALIVE_S,
+    )
     async with contextlib.AsyncExitStack() as stack:
         https = [  # with several coordinators, each pool talks to one of them in turn
             await stack.enter_async_context(
@@ -253,6 +259,12 @@ async def drive(
         await asyncio.gather(*(sign_in(a) for a in apis))
         took = time.monotonic() - t0
         print(f"  {n} providers signed in and registered, a buyer signed in: {took:.1f}s")
+        # every agent beats once as it comes online, all at once: the windows then start
+        # with each connection open, instead of a thousand connecting under full load
+        beat = {"json": {"held": []}}
+        await asyncio.gather(
+            *(a.call("heartbeat", "POST", "/v1/providers/heartbeat", **beat) for a in apis[:-1])
+        )
         for stats in phases:
             for a in apis:
                 a.stats = stats

@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from gpudepin import SERVER_KEEPALIVE_S
 from gpudepin.cli.common import console, state
 from gpudepin.cli.jobs import watch_job
 from gpudepin.cli.localnet import LocalNetwork
@@ -148,7 +149,9 @@ def coordinator(
     # agents come back every few seconds (heartbeats every 10 s, long polls of 10 s): with
     # uvicorn's 5 s keep-alive a connection was often closed just as an agent reused it,
     # and that request failed ("server disconnected without sending a response")
-    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_keep_alive=75)
+    uvicorn.run(
+        app, host=host, port=port, log_level="warning", timeout_keep_alive=SERVER_KEEPALIVE_S
+    )
 
 
 @provider_app.command("start")

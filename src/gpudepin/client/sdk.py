@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 from eth_account.signers.local import LocalAccount
 
-from gpudepin import API_VERSION, INLINE_RESULT_BYTES
+from gpudepin import API_VERSION, CLIENT_KEEPALIVE_S, INLINE_RESULT_BYTES
 from gpudepin.core.errors import ERRORS_BY_CODE, GpudepinError, NotFound, Unavailable
 from gpudepin.identity import load_or_create_key, result_message, sign_text
 from gpudepin.settings import resolve_home
@@ -28,6 +28,19 @@ def local_network(home: Path) -> dict[str, Any]:
         )
     data: dict[str, Any] = json.loads(path.read_text())
     return data
+
+
+def agent_http(base_url: str, timeout: float) -> httpx.Client:
+    """The HTTP client a session talks through: it keeps its connection between calls.
+
+    httpx drops a connection idle for 5 s by default, so an agent running a 20 s task
+    reconnected for every heartbeat (every 10 s): a thousand agents were a hundred new
+    connections a second, and a coordinator busy on uvicorn's uvloop accepted about one
+    new connection per turn of its event loop, so requests on new connections waited
+    there for tens of seconds (docs/benchmarks/load.md).
+    """
+    limits = httpx.Limits(keepalive_expiry=CLIENT_KEEPALIVE_S)
+    return httpx.Client(base_url=base_url, timeout=timeout, limits=limits)
 
 
 def _raise_for(resp: httpx.Response) -> None:
@@ -55,7 +68,7 @@ class Client:
         self.base_url = base_url.rstrip("/")
         self.account = account
         self.address = account.address.lower()
-        self._http = http or httpx.Client(base_url=self.base_url + "/v1", timeout=timeout)
+        self._http = http or agent_http(self.base_url + "/v1", timeout)
         self._token: str | None = None
 
     @classmethod
