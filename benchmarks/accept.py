@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import threading
 import time
 from typing import Any
 
 import uvicorn
+
+from gpudepin.cli.localnet import free_port
 
 REQUEST = b"GET / HTTP/1.1\r\nhost: bench\r\n\r\n"
 
@@ -42,9 +43,7 @@ def _app(cpu_s: float) -> Any:
 
 
 def _serve(loop: str, cpu_s: float) -> tuple[uvicorn.Server, int]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port(0)
     config = uvicorn.Config(_app(cpu_s), host="127.0.0.1", port=port, loop=loop, log_level="error")
     server = uvicorn.Server(config)
     threading.Thread(target=server.run, daemon=True).start()

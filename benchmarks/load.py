@@ -122,6 +122,11 @@ async def register(api: Api, i: int) -> None:
     await api.call("register", "POST", "/v1/providers/register", json=body)
 
 
+async def beat(api: Api) -> None:
+    """A heartbeat between tasks: it names none (the agent names what it runs)."""
+    await api.call("heartbeat", "POST", "/v1/providers/heartbeat", json={"held": []})
+
+
 async def provider(api: Api, stop: asyncio.Event, rng: random.Random) -> None:
     """What the real agent does, minus the process: heartbeat, long-poll, run, submit.
     With ``batch`` > 1 it prefetches that many tasks a poll and submits their results in
@@ -130,8 +135,7 @@ async def provider(api: Api, stop: asyncio.Event, rng: random.Random) -> None:
     next_beat = time.monotonic() + rng.uniform(0, HEARTBEAT_S)
     while not stop.is_set():
         if time.monotonic() >= next_beat:
-            # it beats between tasks, so it names none (the agent names what it runs)
-            await api.call("heartbeat", "POST", "/v1/providers/heartbeat", json={"held": []})
+            await beat(api)
             next_beat += HEARTBEAT_S
         t0 = time.perf_counter()
         params = {"wait": LONG_POLL_S, "max_tasks": batch}
@@ -261,10 +265,7 @@ async def drive(
         print(f"  {n} providers signed in and registered, a buyer signed in: {took:.1f}s")
         # every agent beats once as it comes online, all at once: the windows then start
         # with each connection open, instead of a thousand connecting under full load
-        beat = {"json": {"held": []}}
-        await asyncio.gather(
-            *(a.call("heartbeat", "POST", "/v1/providers/heartbeat", **beat) for a in apis[:-1])
-        )
+        await asyncio.gather(*(beat(a) for a in apis[:-1]))
         for stats in phases:
             for a in apis:
                 a.stats = stats
