@@ -1,12 +1,13 @@
 """How long a new connection waits for its first answer while the server's loop is busy.
 
-uvicorn serves on uvloop when it is installed (the coordinator does). With its event loop
-busy, uvloop was seen taking about one new connection per turn of the loop, so a thousand
-emulated agents that connected at once under load waited up to 40 s and timed out
-(docs/benchmarks/load.md). This measures that, side by side with asyncio's own loop, on
-a bare uvicorn app that spends ``--cpu-ms`` of CPU on the loop per request: ``--busy``
-connections send requests back to back, then ``--new`` connections open at once and
-each sends one.
+uvicorn serves on uvloop when it is installed. With its event loop busy, uvloop takes
+one new connection per turn of the loop, so a thousand emulated agents that connected at
+once under load waited up to 40 s and timed out (docs/benchmarks/load.md). The
+coordinator's loop (``gpudepin.coordinator.serving.EagerAcceptLoop``) takes every waiting
+connection at each turn. This measures the three side by side (uvloop, the coordinator's
+loop, asyncio's own) on a bare uvicorn app that spends ``--cpu-ms`` of CPU on the loop per
+request: ``--busy`` connections send requests back to back, then ``--new`` connections
+open at once and each sends one.
 
     python3 benchmarks/accept.py [--busy 40] [--new 20] [--cpu-ms 10]
 """
@@ -42,9 +43,18 @@ def _app(cpu_s: float) -> Any:
     return app
 
 
+LOOPS = {  # what uvicorn is told, by the name printed
+    "uvloop": "uvloop",
+    "eager": "gpudepin.coordinator.serving:EagerAcceptLoop",
+    "asyncio": "asyncio",
+}
+
+
 def _serve(loop: str, cpu_s: float) -> tuple[uvicorn.Server, int]:
     port = free_port(0)
-    config = uvicorn.Config(_app(cpu_s), host="127.0.0.1", port=port, loop=loop, log_level="error")
+    config = uvicorn.Config(
+        _app(cpu_s), host="127.0.0.1", port=port, loop=LOOPS[loop], log_level="error"
+    )
     server = uvicorn.Server(config)
     threading.Thread(target=server.run, daemon=True).start()
     while not server.started:
@@ -97,16 +107,17 @@ def main() -> None:
         f"loop ~{turn:.2f} s), then {args.new} new connections at once"
     )
     seen = {}
-    for loop in ("uvloop", "asyncio"):
+    for loop in LOOPS:
         waits = measure(loop, args.busy, args.new, args.cpu_ms / 1000)
         seen[loop] = waits[len(waits) // 2], waits[-1]
         print(
             f"  {loop:<8} first answer on a new connection: p50 {seen[loop][0]:.2f} s, "
             f"max {seen[loop][1]:.2f} s"
         )
-    p50 = seen["uvloop"][0] / seen["asyncio"][0]
-    worst = seen["uvloop"][1] / seen["asyncio"][1]
-    print(f"ratio uvloop / asyncio: p50 {p50:.1f}, max {worst:.1f}")
+    for other in ("eager", "asyncio"):
+        p50 = seen["uvloop"][0] / seen[other][0]
+        worst = seen["uvloop"][1] / seen[other][1]
+        print(f"ratio uvloop / {other}: p50 {p50:.1f}, max {worst:.1f}")
 
 
 if __name__ == "__main__":

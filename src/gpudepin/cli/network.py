@@ -150,8 +150,23 @@ def coordinator(
     # uvicorn's 5 s keep-alive a connection was often closed just as an agent reused it,
     # and that request failed ("server disconnected without sending a response")
     uvicorn.run(
-        app, host=host, port=port, log_level="warning", timeout_keep_alive=SERVER_KEEPALIVE_S
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        timeout_keep_alive=SERVER_KEEPALIVE_S,
+        loop=_event_loop(),
     )
+
+
+def _event_loop() -> str:
+    """uvloop that accepts every waiting connection at once (coordinator.serving), where
+    uvloop is installed; asyncio's own loop elsewhere."""
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return "asyncio"
+    return "gpudepin.coordinator.serving:EagerAcceptLoop"
 
 
 @provider_app.command("start")
