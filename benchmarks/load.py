@@ -65,6 +65,8 @@ class Stats:
     batch: int = 1  # tasks a poll may bring (and results a submission carries)
     why: dict[str, str] = field(default_factory=dict)  # the first error of each kind
     server_cpu_s: float = 0.0  # CPU time the coordinator process used in the window
+    client_cpu_s: float = 0.0  # CPU time this process (every emulated party) used in it
+    host_cpu: dict[str, float] = field(default_factory=dict)  # the host's CPUs, by use
     races_lost: int = 0  # results refused because a speculative copy delivered first
 
 
@@ -211,6 +213,22 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def host_ticks() -> dict[str, float]:
+    """The host's CPU time so far by use (Linux ``/proc/stat``), in seconds: ``busy``,
+    ``idle`` and ``steal`` (taken by the hypervisor for other guests)."""
+    try:
+        ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:9]]
+    except OSError:
+        return {"busy": 0.0, "idle": 0.0, "steal": 0.0}
+    hz = os.sysconf("SC_CLK_TCK")
+    user, nice, system, idle, iowait, irq, softirq, steal = ticks
+    return {
+        "busy": (user + nice + system + irq + softirq) / hz,
+        "idle": (idle + iowait) / hz,
+        "steal": steal / hz,
+    }
+
+
 async def drive(
     urls: list[str],
     pids: list[int],
@@ -279,10 +297,13 @@ async def drive(
             await asyncio.sleep(warmup)
             stats.recording = True
             started, cpu0 = time.monotonic(), sum(map(cpu_seconds, pids))
+            client0, host0 = time.process_time(), host_ticks()
             await asyncio.sleep(seconds)
             stats.recording = False
             stats.latency["_window"] = [time.monotonic() - started]
             stats.server_cpu_s = sum(map(cpu_seconds, pids)) - cpu0
+            stats.client_cpu_s = time.process_time() - client0
+            stats.host_cpu = {k: v - host0[k] for k, v in host_ticks().items()}
             stop.set()
             await asyncio.gather(*tasks, return_exceptions=True)
             await _drain(apis[-1])
@@ -327,7 +348,10 @@ def report(label: str, stats: Stats) -> float:
     if stats.server_cpu_s and stats.done:
         print(
             f"  {label}: the coordinator(s) used {stats.server_cpu_s / window:.2f} CPUs, "
-            f"{1000 * stats.server_cpu_s / stats.done:.2f} ms of CPU a task"
+            f"{1000 * stats.server_cpu_s / stats.done:.2f} ms of CPU a task; the clients "
+            f"{stats.client_cpu_s / window:.2f} CPUs; the host's CPUs busy "
+            f"{stats.host_cpu['busy'] / window:.2f}, idle {stats.host_cpu['idle'] / window:.2f}, "
+            f"stolen {stats.host_cpu['steal'] / window:.2f}"
         )
     print(
         f"  {label}: API p50 {pct(every, 0.5):.1f} ms, p99 {pct(every, 0.99):.1f} ms over "
