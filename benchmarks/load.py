@@ -46,7 +46,6 @@ from gpudepin.workloads.echo import expected
 
 HERE = Path(__file__).resolve().parent
 HEARTBEAT_S = 10.0
-PER_CLIENT = 50
 LONG_POLL_S = 10.0  # as the real agent: a poll waits up to this long for work
 JOB_TASKS = 1000  # one submission keeps a few hundred agents busy
 BACKLOG_PER_PROVIDER = 4  # tasks queued or running per provider: the queue never runs dry
@@ -71,7 +70,7 @@ class Stats:
 
 
 class Api:
-    """One emulated party: an httpx client shared by all, its own key and session."""
+    """One emulated party: its own httpx client, key and session."""
 
     def __init__(self, http: httpx.AsyncClient, account: LocalAccount, stats: Stats) -> None:
         self.http, self.account, self.stats = http, account, stats
@@ -244,25 +243,28 @@ async def drive(
     saturated one (tasks take no time: the most the coordinator dispatches)."""
     every = {"steady": Stats(task_s=task_s), "saturated": Stats(task_s=0.0, batch=batch)}
     phases = [every[w] for w in windows]
-    # one httpx client per 50 providers: a pool scans its connections on every request,
-    # and one pool of a thousand made this process, not the coordinator, the bottleneck
-    # and each keeps its connections between calls, as the agent does (client.agent_http)
+    # every party has its own client and keeps its connection between calls, as the agent
+    # does (client.agent_http): pools shared by fifty providers scanned their connections
+    # on every request (a fifth of this process's CPU), and in the steady window, where
+    # a few connections served each pool, the rest expired and a thousand reconnected
+    # at once when the saturated window began
     limits = httpx.Limits(
-        max_connections=PER_CLIENT + 10,
-        max_keepalive_connections=PER_CLIENT,
-        keepalive_expiry=CLIENT_KEEPALIVE_S,
+        max_connections=2, max_keepalive_connections=1, keepalive_expiry=CLIENT_KEEPALIVE_S
     )
     async with contextlib.AsyncExitStack() as stack:
-        https = [  # with several coordinators, each pool talks to one of them in turn
-            await stack.enter_async_context(
-                httpx.AsyncClient(
-                    base_url=urls[i % len(urls)], limits=limits, timeout=LONG_POLL_S + 30
-                )
-            )
-            for i in range(n // PER_CLIENT + 1)
-        ]
         accounts = keys(n + 1)
-        apis = [Api(https[i // PER_CLIENT], a, phases[0]) for i, a in enumerate(accounts)]
+        apis = [  # with several coordinators, the parties talk to each of them in turn
+            Api(
+                await stack.enter_async_context(
+                    httpx.AsyncClient(
+                        base_url=urls[i % len(urls)], limits=limits, timeout=LONG_POLL_S + 30
+                    )
+                ),
+                a,
+                phases[0],
+            )
+            for i, a in enumerate(accounts)
+        ]
         gate = asyncio.Semaphore(50)
 
         async def sign_in(a: Api) -> None:
