@@ -1,16 +1,17 @@
-"""Load: 1,000 emulated providers and a buyer against a real coordinator process.
+"""Load: 1,000 emulated providers and four buyers against a real coordinator process.
 
     python3 benchmarks/load.py [--providers 1000] [--seconds 40] [--db sqlite|postgres|both]
                                [--no-celery] [--no-ray] [--coordinators N]
 
-Each emulated provider is a coroutine with its own Ethereum key: it signs in (SIWE),
-registers, heartbeats, polls for work (``wait=0``; it sleeps a little when there is
-none) and, for each tiny ``echo`` task it gets, uploads the exact expected bytes and
-submits them signed, like a real agent minus the process it would run. A buyer keeps
+Each emulated provider is a coroutine with its own Ethereum key and its own connection:
+it signs in (SIWE), registers, heartbeats, long-polls for work (``wait=10``, as the
+agent) and, for each tiny ``echo`` task it gets, hands in the exact expected bytes,
+inline and signed, like a real agent minus the process it would run. Four buyers keep
 a backlog of echo jobs queued. The coordinator runs under uvicorn in a subprocess, on
 SQLite and on PostgreSQL, with posted prices (no auction) and audits off: this measures
-dispatch. Printed: sustained tasks/s (accepted results), p50/p99 API
-latency per call and overall, and errors (non-2xx answers or failed requests).
+dispatch. Printed: sustained tasks/s (accepted results), p50/p99 API latency per call
+and overall, errors (non-2xx answers or failed requests), and the CPU the coordinator,
+the clients and the host used.
 
 In the same run the same number of tiny tasks is dispatched with Celery (Redis broker
 at 127.0.0.1:6379) and with Ray on this machine, and our throughput is printed as a
@@ -48,7 +49,16 @@ HERE = Path(__file__).resolve().parent
 HEARTBEAT_S = 10.0
 LONG_POLL_S = 10.0  # as the real agent: a poll waits up to this long for work
 JOB_TASKS = 1000  # one submission keeps a few hundred agents busy
-BACKLOG_PER_PROVIDER = 4  # tasks queued or running per provider: the queue never runs dry
+# tasks queued per provider beyond those it runs: the queue never runs dry. The buyer
+# counts every task not yet accepted, so a window whose polls bring ``batch`` tasks
+# keeps ``batch + 4`` a provider outstanding: with 4 in all and 8 a poll the providers
+# held every task, polls waited for the buyer's next job, and the window measured how
+# fast one buyer submits (submit_job took 1.5 s on SQLite, 7 s on PostgreSQL)
+BACKLOG_PER_PROVIDER = 4
+# buyers submitting at once: one buyer's 1,000-task job took 1.8 s to submit on a busy
+# SQLite coordinator and 6-7 s on PostgreSQL, so one buyer alone, submitting back to
+# back, kept the saturated window's polls waiting (its rate was that window's figure)
+BUYERS = 4
 
 
 @dataclass
@@ -182,9 +192,11 @@ def _result(api: Api, task: dict) -> dict:
     }
 
 
-async def buyer(api: Api, stop: asyncio.Event, backlog: int) -> None:
+async def buyer(api: Api, stop: asyncio.Event, backlog: int, first_seed: int) -> None:
+    """Keep ``backlog`` tasks not yet accepted, in 1,000-task echo jobs; the seeds start
+    at ``first_seed`` (each buyer its own: equal seeds would make equal results)."""
     await api.call("faucet", "POST", "/v1/wallet/faucet", json={"amount": "1000000"})
-    seed = 0
+    seed = first_seed
     while not stop.is_set():
         if api.stats.submitted - api.stats.accepted >= backlog:
             await asyncio.sleep(0.05)  # enough queued: look again soon
@@ -252,7 +264,7 @@ async def drive(
         max_connections=2, max_keepalive_connections=1, keepalive_expiry=CLIENT_KEEPALIVE_S
     )
     async with contextlib.AsyncExitStack() as stack:
-        accounts = keys(n + 1)
+        accounts = keys(n + BUYERS)
         apis = [  # with several coordinators, the parties talk to each of them in turn
             Api(
                 await stack.enter_async_context(
@@ -265,6 +277,8 @@ async def drive(
             )
             for i, a in enumerate(accounts)
         ]
+        providers, buyers = apis[:n], apis[n:]
+        seeded = 0
         gate = asyncio.Semaphore(50)
 
         async def sign_in(a: Api) -> None:
@@ -272,7 +286,7 @@ async def drive(
                 for attempt in range(3):  # a busy server may drop a connection while set up
                     try:
                         await a.login()
-                        if a is not apis[-1]:
+                        if a not in buyers:
                             await register(a, apis.index(a))
                         return
                     except RuntimeError:
@@ -282,20 +296,25 @@ async def drive(
         t0 = time.monotonic()
         await asyncio.gather(*(sign_in(a) for a in apis))
         took = time.monotonic() - t0
-        print(f"  {n} providers signed in and registered, a buyer signed in: {took:.1f}s")
+        print(f"  {n} providers signed in and registered, {BUYERS} buyers signed in: {took:.1f}s")
         # every agent beats once as it comes online, all at once: the windows then start
         # with each connection open, instead of a thousand connecting under full load
-        await asyncio.gather(*(beat(a) for a in apis[:-1]))
+        await asyncio.gather(*(beat(a) for a in providers))
         for stats in phases:
             for a in apis:
                 a.stats = stats
             stats.submitted = stats.accepted = 0
             stop = asyncio.Event()
             rng = random.Random(7)
-            tasks = [asyncio.create_task(buyer(apis[-1], stop, int(n * BACKLOG_PER_PROVIDER)))]
+            backlog = n * (stats.batch + BACKLOG_PER_PROVIDER)
+            tasks = [
+                asyncio.create_task(buyer(b, stop, backlog, 1_000_000 * (j + 1) + seeded))
+                for j, b in enumerate(buyers)
+            ]
+            seeded += 10_000  # the next window's jobs are new ones too
             while stats.submitted == 0:  # the window opens with work queued
                 await asyncio.sleep(0.1)
-            tasks += [asyncio.create_task(provider(a, stop, rng)) for a in apis[:-1]]
+            tasks += [asyncio.create_task(provider(a, stop, rng)) for a in providers]
             await asyncio.sleep(warmup)
             stats.recording = True
             started, cpu0 = time.monotonic(), sum(map(cpu_seconds, pids))
@@ -308,7 +327,8 @@ async def drive(
             stats.host_cpu = {k: v - host0[k] for k, v in host_ticks().items()}
             stop.set()
             await asyncio.gather(*tasks, return_exceptions=True)
-            await _drain(apis[-1])
+            for b in buyers:
+                await _drain(b)
     return {w: every[w] for w in windows}
 
 
