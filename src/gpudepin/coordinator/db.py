@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -166,6 +167,48 @@ blobs = Table(
 )
 
 
+class FairLock:
+    """A lock taken in the order it was asked for.
+
+    SQLite's writer lock is taken by the event loop's quick writes and by the thread
+    pool's larger ones (a job's creation). A plain ``threading.Lock`` goes to whoever
+    asks while it is free, and the busy event loop, releasing it and asking again in the
+    same breath, nearly always won: in the load benchmark's saturated window sixteen
+    buyers' jobs waited over 40 s to be written, and timed out. Here a release hands the
+    lock to the longest waiter.
+    """
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._waiters: deque[threading.Lock] = deque()
+        self._held = False
+
+    def acquire(self, timeout: float) -> bool:
+        """Take the lock within ``timeout`` seconds; False when it was not handed over."""
+        with self._mutex:
+            if not self._held:
+                self._held = True
+                return True
+            turn = threading.Lock()
+            turn.acquire()
+            self._waiters.append(turn)
+        if turn.acquire(timeout=timeout):
+            return True  # handed over by release(): the lock is ours
+        with self._mutex:
+            if turn in self._waiters:
+                self._waiters.remove(turn)
+                return False
+        return True  # handed over just as the wait timed out
+
+    def release(self) -> None:
+        """Hand the lock to the longest waiter, or free it when nobody waits."""
+        with self._mutex:
+            if self._waiters:
+                self._waiters.popleft().release()  # still held: by the next in line
+            else:
+                self._held = False
+
+
 READ_ONLY = "gpudepin_read_only"  # execution option of the engine that only reads
 
 
@@ -173,8 +216,8 @@ def make_engine(url: str) -> Engine:
     """An engine for ``url``; SQLite gets WAL, a busy timeout and foreign keys.
 
     On SQLite a write transaction starts with ``BEGIN IMMEDIATE`` (read-then-write never
-    deadlocks) after taking this process's writer lock: writers queue on the lock in
-    order instead of in SQLite's busy handler, which sleeps up to 100 ms between tries
+    deadlocks) after taking this process's writer lock (a ``FairLock``): writers queue on
+    the lock in order instead of in SQLite's busy handler, which sleeps up to 100 ms between tries
     and made tail latency seconds long under load. Reads go through ``reader(engine)``
     and begin deferred, so in WAL mode they never wait for a writer.
     """
@@ -182,7 +225,7 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(
             url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=40
         )
-        writer = threading.Lock()
+        writer = FairLock()
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
