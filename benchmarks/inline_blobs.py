@@ -16,6 +16,7 @@ import os
 import tempfile
 import threading
 import time
+from functools import partial
 from pathlib import Path
 
 from gpudepin.coordinator.blobs import BlobStore
@@ -53,7 +54,7 @@ def main() -> None:
                 root = Path(tmp) / f"{way}-{r}"
                 store = BlobStore(root, 1 << 30)
                 results = [f"echo {way} {r} {i}\n".encode() for i in range(args.results)]
-                put = store.put_bytes if way == "put_bytes" else (lambda d: pathlib_put(root, d))
+                put = store.put_bytes if way == "put_bytes" else partial(pathlib_put, root)
                 seen[way].append(cpu_us(put, results))
     for way, xs in seen.items():
         print(f"{way:<10} {min(xs):7.1f} us of CPU a result (best of {args.rounds})")
