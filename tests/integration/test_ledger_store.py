@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Connection, Engine, func, select
 
 from gpudepin.coordinator import db, store
 from gpudepin.core import ledger
@@ -38,11 +38,16 @@ def _fund_escrow(eng: Engine, amount: int) -> None:
         store.apply(conn, ledger.lock_escrow(locked, BUYER, JOB, amount), 0.0)
 
 
-def _pay(eng: Engine, provider: str, gross: int) -> None:
-    with eng.begin() as conn:
+def _pay(eng: Engine, provider: str, gross: int, last: bool = False) -> None:
+    """One payment from the escrow; with ``last`` it is the transaction's last write and
+    goes out with the commit (as a result batch's payment does)."""
+
+    def work(conn: Connection) -> None:
         seen = store.balances_for(conn, [ledger.escrow_account(BUYER, JOB)])
         txn = ledger.pay_many_into_hold(seen, BUYER, JOB, provider, [gross], fee_bps=1000)
-        store.post(conn, [txn], 1.0)
+        store.post(conn, [txn], 1.0, last=last)
+
+    db.transaction(eng, work)
 
 
 def _journal_sums(eng: Engine) -> dict[str, int]:
@@ -54,8 +59,9 @@ def _journal_sums(eng: Engine) -> dict[str, int]:
         return sums
 
 
+@pytest.mark.parametrize("last", [False, True], ids=["then-more", "last-write"])
 def test_concurrent_payments_from_one_escrow_never_overdraw_or_lose_an_update(
-    engine: Engine,
+    engine: Engine, last: bool
 ) -> None:
     # twelve providers race for an escrow that pays ten: each read sees enough, so only
     # the write can refuse the last two
@@ -66,7 +72,7 @@ def test_concurrent_payments_from_one_escrow_never_overdraw_or_lose_an_update(
     def one(i: int) -> None:
         barrier.wait()
         try:
-            _pay(engine, "0x" + f"{i:040x}", 1000)
+            _pay(engine, "0x" + f"{i:040x}", 1000, last)
             outcomes.append("paid")
         except InsufficientFunds:
             outcomes.append("refused")
@@ -103,3 +109,22 @@ def test_a_refused_payment_leaves_no_journal_row_and_no_balance(engine: Engine) 
     assert ledger.held_account("0x" + "c" * 40) not in balances
     assert sum(_journal_sums(engine).values()) == 0
     assert len(_journal_sums(engine)) == 3  # world, available, escrow: nothing else
+
+
+def test_a_payment_refused_at_its_commit_leaves_the_connection_fit_for_the_next(
+    engine: Engine,
+) -> None:
+    # the escrow pays one of these two: the second, sent with its commit, is refused by
+    # the database (on PostgreSQL at the commit) and the pooled connection goes on serving
+    _fund_escrow(engine, 1000)
+    _pay(engine, "0x" + "d" * 40, 600, last=True)
+    with pytest.raises(InsufficientFunds):
+        _pay(engine, "0x" + "e" * 40, 600, last=True)
+    _pay(engine, "0x" + "f" * 40, 400, last=True)
+    with engine.connect() as conn:
+        balances = store.all_balances(conn)
+    assert balances[ledger.escrow_account(BUYER, JOB)] == 0
+    assert ledger.held_account("0x" + "e" * 40) not in balances
+    assert balances[ledger.FEES] == 60 + 40
+    journal = _journal_sums(engine)
+    assert {a: v for a, v in balances.items() if v or a in journal} == journal

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from psycopg.errors import PipelineAborted
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -31,7 +32,10 @@ from sqlalchemy import (
     event,
 )
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.sql import Executable
 from sqlalchemy.types import TypeDecorator
+
+from gpudepin.core.errors import InsufficientFunds
 
 T = TypeVar("T")
 
@@ -263,7 +267,78 @@ def make_engine(url: str) -> Engine:
     # CPU per task on PostgreSQL. A connection the server dropped (a restart) fails the one
     # call that finds it, and SQLAlchemy then replaces every pooled connection older than
     # it; recycling after 30 minutes keeps idle ones from going stale behind a proxy.
-    return create_engine(url, pool_size=20, max_overflow=20, pool_recycle=1800)
+    engine = create_engine(url, pool_size=20, max_overflow=20, pool_recycle=1800)
+
+    @event.listens_for(engine, "rollback")
+    def _abandon_pipeline(conn: Connection) -> None:
+        # a write sent with the commit was refused (a constraint, a deadlock): the
+        # answers still due are read and dropped, and the rollback runs outside the
+        # pipeline (inside, it would raise on them)
+        if not conn.invalidated:
+            _leave_pipeline(conn.connection.info, refused=True)
+
+    @event.listens_for(engine.pool, "checkin")
+    def _close_pipeline(_dbapi_conn: Any, record: Any) -> None:
+        if record is None:
+            return
+        try:
+            _leave_pipeline(record.info, refused=False)  # committed: nothing is due
+        except Exception as exc:  # a broken connection: never lent again
+            record.invalidate(exc)
+
+    @event.listens_for(engine, "handle_error")
+    def _refused_balance(ctx: Any) -> Exception | None:
+        diag = getattr(ctx.original_exception, "diag", None)
+        if diag is None or diag.constraint_name != COVERED:
+            return None
+        return InsufficientFunds(f"a balance would go below zero ({diag.message_detail})")
+
+    return engine
+
+
+# the check that keeps every balance but the world's at or above zero on PostgreSQL
+# (migration 0003); a write it refuses raises InsufficientFunds
+COVERED = "ck_balances_covered"
+# a pooled connection's open psycopg pipeline (last_write), left when it is checked in
+_PIPELINE = "gpudepin_pipeline"
+
+
+def last_write(conn: Connection, statement: Executable, params: Any = None) -> None:
+    """Run ``statement`` as its transaction's last write: the caller commits right after
+    and runs nothing else on ``conn``; what the statement returns is never read.
+
+    On PostgreSQL it is sent with the COMMIT queued right behind it (psycopg's pipeline
+    mode), for the rows every transaction of a kind wants: one job's escrow and the fees
+    account in each payment, a new job's state in each of its first claims. Such a row is
+    then locked while the server runs the statement and commits, not also while this
+    process waits for a CPU and the GIL to send the COMMIT, which under load was most of
+    the hold (the load benchmark's result batches queued on the fees row, 429 of its
+    upserts waited over 40 ms in one saturated window). A refusal, such as the balance
+    check, surfaces at the commit.
+    """
+    if conn.dialect.name != "postgresql":
+        conn.execute(statement, params)
+        return
+    pooled = conn.connection
+    if _PIPELINE not in pooled.info:
+        pipeline = pooled.driver_connection.pipeline()  # type: ignore[union-attr]
+        pipeline.__enter__()
+        pooled.info[_PIPELINE] = pipeline
+    conn.execute(statement, params)
+
+
+def _leave_pipeline(info: dict[Any, Any], refused: bool) -> None:
+    """Leave the pipeline ``last_write`` opened on a pooled connection (``info`` is its
+    record's), if one is open. After a refusal psycopg reads the skipped statements'
+    answers as it leaves, and logs what it drops."""
+    pipeline = info.pop(_PIPELINE, None)
+    if pipeline is None:
+        return
+    if refused:
+        aborted = PipelineAborted("a write sent with the commit was refused")
+        pipeline.__exit__(PipelineAborted, aborted, None)
+    else:
+        pipeline.__exit__(None, None, None)
 
 
 def reader(engine: Engine) -> Engine:

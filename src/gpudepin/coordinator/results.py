@@ -130,8 +130,8 @@ def record(
         except GpudepinError as exc:
             out[r.task_id] = exc
     # the batch's payment after everything else: it locks rows every result shares (see
-    # store.post), and the caller commits right after
-    store.post(conn, payments, now)
+    # store.post), and the caller (record_in) commits right after
+    store.post(conn, payments, now, last=True)
     return out
 
 

@@ -12,7 +12,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from gpudepin.coordinator import db
 from gpudepin.core.errors import InsufficientFunds
-from gpudepin.core.ledger import WORLD, Transaction, net_change, require_covered
+from gpudepin.core.ledger import WORLD, Transaction, net_change
 
 
 def lock_balances(conn: Connection, accounts: Iterable[str]) -> dict[str, int]:
@@ -67,18 +67,22 @@ def apply(
         conn.execute(insert(db.balances), opened)
 
 
-def post(conn: Connection, txns: Iterable[Transaction], now: float) -> None:
+def post(conn: Connection, txns: Iterable[Transaction], now: float, last: bool = False) -> None:
     """Write balanced transactions without locking their balances first, for the rows
     every payment shares (one job's escrow, the fees account).
 
-    On PostgreSQL the journal rows go in first, then one statement adds each account's
-    net change and returns the new balances, which are checked after: the shared rows
-    are locked from that statement to the commit only. Locked by ``lock_balances`` and
-    written later, they were held across every round trip in between, and on a busy
-    machine each one is a wait for a CPU and the GIL: results of one job queued on the
-    escrow row at a few dozen a second. A balance gone negative raises, and the
-    caller's transaction rolls back with it. SQLite has one writer anyway (and no
-    arbitrary-size arithmetic for the text amounts), so there it is ``apply``.
+    On PostgreSQL the journal rows go in first, then the accounts not opened yet are
+    opened at zero, then each account's net change is added by the server, in one order
+    (no deadlock): the shared rows are locked from that write to the commit only, and
+    the database's check (``db.COVERED``) refuses a balance below zero, raising
+    InsufficientFunds; the caller's transaction rolls back with it. Locked by
+    ``lock_balances`` and written later, the rows were held across every round trip in
+    between, and on a busy machine each one is a wait for a CPU and the GIL: results of
+    one job queued on the escrow row at a few dozen a second. With ``last`` (the caller
+    commits right after) the writes go out with the COMMIT behind them
+    (``db.last_write``), and a refusal surfaces at the commit. SQLite has one writer
+    anyway (and no arbitrary-size arithmetic for the text amounts), so there it is
+    ``apply``.
     """
     txns = list(txns)
     if conn.dialect.name != "postgresql":
@@ -88,27 +92,41 @@ def post(conn: Connection, txns: Iterable[Transaction], now: float) -> None:
     if not txns:
         return
     conn.execute(insert(db.ledger_entries), [e for txn in txns for e in _journal_rows(txn, now)])
-    # sorted: rows are locked in this order, as lock_balances locks them (no deadlock)
-    rows = [{"account": a, "amount": v} for a, v in sorted(net_change(txns).items())]
-    require_covered(dict(conn.execute(_ADD_TO_BALANCE, rows).tuples().all()))
+    change = sorted(net_change(txns).items())  # rows are locked in this order, as
+    # lock_balances locks them
+    # accounts not opened yet are opened at zero first, and only those: an insert that
+    # meets an existing row another payment is updating waits for that payment's commit
+    # (every payment's "open the fees account" queued behind the last one's), while this
+    # read waits for nobody. Not one upsert either: PostgreSQL checks an upsert's proposed
+    # row, the bare (negative) change, against the balance check before it finds the row
+    present = set(conn.execute(_PRESENT, {"names": [a for a, _ in change]}).scalars())
+    opened = [{"account": a, "amount": 0} for a, _ in change if a not in present]
+    if opened:
+        conn.execute(_OPEN_ACCOUNT, opened)
+    added = [{"b_account": a, "b_delta": str(v)} for a, v in change]
+    if last:
+        db.last_write(conn, _ADD_TO_BALANCE, added)
+    else:
+        conn.execute(_ADD_TO_BALANCE, added)
 
 
-def _add_to_balance() -> Any:
-    add = pg_insert(db.balances)
-    return add.on_conflict_do_update(
-        index_elements=[db.balances.c.account],
-        set_={
-            "amount": cast(
-                cast(db.balances.c.amount, Numeric) + cast(add.excluded.amount, Numeric),
-                String,
-            )
-        },
-    ).returning(db.balances.c.account, db.balances.c.amount)
-
-
-# built once (building it cost more than running it); SQLAlchemy sends the rows of an
-# executemany with RETURNING as one multi-row statement
-_ADD_TO_BALANCE = _add_to_balance()
+# built once (building them cost more than running them)
+_PRESENT = select(db.balances.c.account).where(
+    db.balances.c.account.in_(bindparam("names", expanding=True))
+)
+_OPEN_ACCOUNT = pg_insert(db.balances).on_conflict_do_nothing(
+    index_elements=[db.balances.c.account]
+)
+_ADD_TO_BALANCE = (
+    update(db.balances)
+    .where(db.balances.c.account == bindparam("b_account"))
+    .values(
+        amount=cast(
+            cast(db.balances.c.amount, Numeric) + cast(bindparam("b_delta", type_=String), Numeric),
+            String,
+        )
+    )
+)
 
 
 def _journal_rows(txn: Transaction, now: float) -> list[dict[str, Any]]:

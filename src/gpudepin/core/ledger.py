@@ -152,13 +152,6 @@ def net_change(txns: Iterable[Transaction]) -> dict[str, int]:
     return change
 
 
-def require_covered(balances: Mapping[str, int]) -> None:
-    """InsufficientFunds when an account but ``WORLD`` is below zero in ``balances``."""
-    for account, amount in balances.items():
-        if account != WORLD and amount < 0:
-            raise InsufficientFunds(f"{account} would go negative")
-
-
 @dataclass
 class InMemoryLedger:
     """A ledger held in a dict: for unit tests and the simulator."""
