@@ -243,8 +243,10 @@ def test_only_registered_providers_take_work(net: Net) -> None:
 
 
 def test_concurrent_agents_never_take_the_same_task(net: Net) -> None:
+    # each of them sees the new job funded and starts it, on PostgreSQL as the last
+    # write that goes out with its claim's commit: every claim is still whole
     buyer = funded_buyer(net, "100")
-    submit(buyer, frames="1-6", price="0.1")
+    job = submit(buyer, frames="1-6", price="0.1")
     provs = [net.provider(f"p{i}") for i in range(6)]
     taken: list[str] = []
     lock = threading.Lock()
@@ -262,6 +264,9 @@ def test_concurrent_agents_never_take_the_same_task(net: Net) -> None:
     for t in threads:
         t.join()
     assert sorted(taken) == sorted(set(taken)) and len(taken) == 6
+    view = buyer.job(job["id"])
+    assert view["state"] == "running"
+    assert {t["state"] for t in view["tasks"]} == {"assigned"}
 
 
 def test_a_result_that_is_not_the_frame_asked_for_is_rejected_and_redone(

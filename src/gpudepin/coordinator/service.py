@@ -19,6 +19,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    text,
     update,
 )
 
@@ -353,6 +354,9 @@ def pending_for(provider: Any) -> Select[Any]:
     )
 
 
+_WALK_THE_INDEX = text("SET LOCAL enable_sort = off")
+
+
 @cache
 def _claim_statements(dialect: str) -> tuple[Select[Any], Any]:
     """The claim's two statements, built once: the oldest pending tasks ``who`` may run,
@@ -395,7 +399,8 @@ def claim_tasks(
 
     The statements do not grow with ``most`` (one select, one compare-and-set update that
     returns what it won), so an agent prefetching tiny tasks costs about what one claim
-    does.
+    does. The caller commits right after: a new job's start is the last write, sent
+    with the COMMIT on PostgreSQL (``db.last_write``).
     """
     if copies is None:
         copies = bool(conn.execute(select(speculation.copies_wanted())).scalar())
@@ -404,6 +409,13 @@ def claim_tasks(
         if copy is not None:
             return [copy]
     oldest, take = _claim_statements(conn.dialect.name)
+    if conn.dialect.name == PG:
+        # walk the claim's index in queue order, whatever the statistics say: analyzed
+        # while the queue was empty between jobs (it often is, under load), PostgreSQL
+        # takes pending tasks for rare and plans to sort them all, antijoined with their
+        # jobs' terms, to hand out eight; 4,000-9,000 buffers a claim instead of ~200 in
+        # the saturated load window (auto_explain, docs/benchmarks/load.md)
+        conn.execute(_WALK_THE_INDEX)
     ids: list[str] = list(conn.execute(oldest, {"who": provider, "most": most}).scalars())
     if not ids:
         return []
@@ -413,16 +425,6 @@ def claim_tasks(
     if not won:
         return []
     jobs = jobs_by_id(conn, {task.job_id for task in won.values()})
-    for job in jobs.values():
-        if job.state == JobState.FUNDED.value:
-            # agents claiming two tasks of one job at once both see it funded: the first
-            # moves it to running, the second finds that already done
-            job_transition(JobState.FUNDED, JobState.RUNNING)
-            conn.execute(
-                update(db.jobs)
-                .where(db.jobs.c.id == job.id, db.jobs.c.state == JobState.FUNDED.value)
-                .values(state=JobState.RUNNING.value, updated_at=now)
-            )
     if market.on_claimed(conn, list(won.values()), provider, now):  # winners' bids price them
         again = select(db.tasks).where(db.tasks.c.id.in_(list(won)))
         won = {task.id: task for task in conn.execute(again)}
@@ -432,12 +434,27 @@ def claim_tasks(
         "task_assigned",
         [{"job_id": t.job_id, "task_id": t.id, "actor": provider} for t in won.values()],
     )
+    funded = sorted(j.id for j in jobs.values() if j.state == JobState.FUNDED.value)
+    if funded:
+        # every agent claiming a new job's first tasks sees it funded and moves it to
+        # running; the first holds the job's row until it commits and the others wait
+        # for it, so this is the claim's last write (the caller commits right after)
+        job_transition(JobState.FUNDED, JobState.RUNNING)
+        db.last_write(conn, _START_JOBS, {"ids": funded, "now": now})
     return [(won[i], jobs[won[i].job_id]) for i in ids if i in won]
 
 
 # hot statements are built once: building one per call (and the cache key SQLAlchemy then
 # derives from it) cost several times what running it costs on SQLite
 _JOBS_BY_ID = select(db.jobs).where(db.jobs.c.id.in_(bindparam("ids", expanding=True)))
+_START_JOBS = (
+    update(db.jobs)
+    .where(
+        db.jobs.c.id.in_(bindparam("ids", expanding=True)),
+        db.jobs.c.state == JobState.FUNDED.value,
+    )
+    .values(state=JobState.RUNNING.value, updated_at=bindparam("now"))
+)
 
 
 def jobs_by_id(conn: Connection, ids: set[str]) -> dict[str, Any]:
