@@ -314,7 +314,7 @@ def last_write(conn: Connection, statement: Executable, params: Any = None) -> N
     process waits for a CPU and the GIL to send the COMMIT, which under load was most of
     the hold (the load benchmark's result batches queued on the fees row, 429 of its
     upserts waited over 40 ms in one saturated window). A refusal, such as the balance
-    check, surfaces at the commit.
+    check, is raised by the statement or, at the latest, by the commit.
     """
     if conn.dialect.name != "postgresql":
         conn.execute(statement, params)
