@@ -115,7 +115,7 @@ def test_a_payment_refused_at_its_commit_leaves_the_connection_fit_for_the_next(
     engine: Engine,
 ) -> None:
     # the escrow pays one of these two: the second, sent with its commit, is refused by
-    # the database (on PostgreSQL at the commit) and the pooled connection goes on serving
+    # the database and the pooled connection goes on serving the third
     _fund_escrow(engine, 1000)
     _pay(engine, "0x" + "d" * 40, 600, last=True)
     with pytest.raises(InsufficientFunds):

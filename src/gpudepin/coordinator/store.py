@@ -79,8 +79,8 @@ def post(conn: Connection, txns: Iterable[Transaction], now: float, last: bool =
     ``lock_balances`` and written later, the rows were held across every round trip in
     between, and on a busy machine each one is a wait for a CPU and the GIL: results of
     one job queued on the escrow row at a few dozen a second. With ``last`` (the caller
-    commits right after) the writes go out with the COMMIT behind them
-    (``db.last_write``), and a refusal surfaces at the commit. SQLite has one writer
+    commits right after) the last write goes out with the COMMIT behind it
+    (``db.last_write``), and a refusal may surface at the commit. SQLite has one writer
     anyway (and no arbitrary-size arithmetic for the text amounts), so there it is
     ``apply``.
     """
@@ -92,14 +92,14 @@ def post(conn: Connection, txns: Iterable[Transaction], now: float, last: bool =
     if not txns:
         return
     conn.execute(insert(db.ledger_entries), [e for txn in txns for e in _journal_rows(txn, now)])
-    change = sorted(net_change(txns).items())  # rows are locked in this order, as
-    # lock_balances locks them
+    # sorted: rows are locked in this order, as lock_balances locks them (no deadlock)
+    change = sorted(net_change(txns).items())
     # accounts not opened yet are opened at zero first, and only those: an insert that
     # meets an existing row another payment is updating waits for that payment's commit
     # (every payment's "open the fees account" queued behind the last one's), while this
     # read waits for nobody. Not one upsert either: PostgreSQL checks an upsert's proposed
     # row, the bare (negative) change, against the balance check before it finds the row
-    present = set(conn.execute(_PRESENT, {"names": [a for a, _ in change]}).scalars())
+    present = {r.account for r in conn.execute(_BALANCES, {"names": [a for a, _ in change]})}
     opened = [{"account": a, "amount": 0} for a, _ in change if a not in present]
     if opened:
         conn.execute(_OPEN_ACCOUNT, opened)
@@ -111,9 +111,6 @@ def post(conn: Connection, txns: Iterable[Transaction], now: float, last: bool =
 
 
 # built once (building them cost more than running them)
-_PRESENT = select(db.balances.c.account).where(
-    db.balances.c.account.in_(bindparam("names", expanding=True))
-)
 _OPEN_ACCOUNT = pg_insert(db.balances).on_conflict_do_nothing(
     index_elements=[db.balances.c.account]
 )
