@@ -16,7 +16,7 @@ from PIL import Image
 
 from gpudepin.core.errors import InvalidInput
 from gpudepin.workloads.base import RunContext, TaskPlan
-from gpudepin.workloads.images import load_pixels
+from gpudepin.workloads.images import crop, load_pixels
 from gpudepin.workloads.render import WORKLOAD, is_blank, pixel_hash
 from gpudepin.workloads.scenes import demo_scene_path
 
@@ -106,6 +106,24 @@ def test_a_tile_matches_its_region_of_the_full_frame(
     verdict = WORKLOAD.compare(spec, tile, rendered["frame2"])
     assert verdict.equal, verdict.detail
     assert not WORKLOAD.compare(spec, tile, rendered["frame3"]).equal
+
+
+def test_every_tile_of_a_frame_rendered_with_fewer_samples_is_refused(
+    spec: dict[str, Any], rendered: dict[str, Path], work: Path
+) -> None:
+    """An audit tile lands anywhere: where the frame is calm, 1 sample looks like 8 by
+    PSNR alone, and the sparse values far off must refuse it there too."""
+    cheat = WORKLOAD.run(spec | {"samples": 1}, {"frames": [2]}, INPUTS, RunContext(work / "c"))
+    honest = load_pixels(rendered["frame2"])
+    verdicts = []
+    for left in range(0, 121, 10):
+        for top in range(0, 91, 10):
+            box = (left, top, left + 40, top + 30)
+            tile = work / "c" / f"tile-{left}-{top}.png"
+            Image.fromarray(crop(honest, box)).save(tile)
+            verdicts.append(WORKLOAD.compare_region(spec, tile, cheat, box))
+    assert not [v.detail for v in verdicts if v.equal]
+    assert any("PSNR" in v.detail and ">= 40 dB" in v.detail for v in verdicts)
 
 
 def test_merge_zips_every_frame_and_makes_a_video(

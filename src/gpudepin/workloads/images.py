@@ -1,4 +1,4 @@
-"""Rendered frames as pixels: hashing, blank detection and PSNR comparison.
+"""Rendered frames as pixels: hashing, blank detection, PSNR and outlier comparison.
 
 PNG bytes differ between two renders of the same frame (Blender stamps the date and
 render time into the file), so everything here works on decoded RGBA pixels. numpy and
@@ -59,6 +59,15 @@ def psnr(a: Pixels, b: Pixels) -> float:
     diff = a.astype(np.float64) - b.astype(np.float64)
     mse = float(np.mean(diff * diff))
     return math.inf if mse == 0.0 else 10.0 * math.log10(255.0**2 / mse)
+
+
+def outlier_fraction(a: Pixels, b: Pixels, tolerance: int) -> float:
+    """The fraction of channel values of two same-sized images that differ by more than
+    ``tolerance`` (0-255 units)."""
+    import numpy as np
+
+    diff = np.abs(a.astype(np.int16) - b.astype(np.int16))
+    return float(np.mean(diff > tolerance))
 
 
 def read_box(path: Path) -> Box | None:
