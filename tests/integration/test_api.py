@@ -213,6 +213,36 @@ def test_silent_provider_loses_the_task_and_its_late_result(net: Net, tmp_path: 
     assert fast.wallet()["held"] == "0.475"
 
 
+def test_a_restarted_coordinator_lets_agents_finish_what_they_ran_while_it_was_down(
+    net: Net, tmp_path: Path
+) -> None:
+    buyer = funded_buyer(net)
+    job = submit(buyer, frames="1")
+    prov = net.provider()
+    task = prov.poll(0)
+    assert task is not None
+    net.clock.t += 21  # down past the assignment's deadline: no heartbeat could reach it
+    rt = net.rt
+    restarted = create_app(rt.settings, run_loops=False, clock=net.clock)  # type: ignore[attr-defined]
+    with TestClient(restarted) as tc:
+        again = Net(tc, net.clock, restarted.state.rt)
+        again.tick()
+        http = TestClient(restarted, base_url="http://testserver/v1")
+        same = Client("http://testserver", prov.account, http=http)
+        spec = task["job_spec"]
+        png = frame_png(tmp_path / "done.png", spec["width"], spec["height"], 0)
+        assert same.submit_result(task["id"], png, {})["state"] == "accepted"
+        assert same.wallet()["held"] == "0.475"
+        # one TTL, not forever: an agent that really is gone still loses the task
+        job2 = submit(buyer, frames="2")
+        gone = again.provider("gone")
+        assert gone.poll(0) is not None
+        net.clock.t += 21
+        again.tick()
+        assert buyer.job(job2["id"])["tasks"][0]["state"] == "pending"
+    assert buyer.job(job["id"])["tasks"][0]["state"] == "accepted"
+
+
 def test_heartbeats_keep_an_assignment_alive(net: Net) -> None:
     buyer = funded_buyer(net)
     submit(buyer, frames="1")

@@ -107,6 +107,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        loops.resume(rt)
         stop = threading.Event()
         watcher, worker = None, None
         if run_loops:

@@ -10,8 +10,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gpudepin.coordinator import enterprise, market, service, settlement
+from sqlalchemy import update
+
+from gpudepin.coordinator import db, enterprise, market, service, settlement
+from gpudepin.coordinator import tables_verification as tv
+from gpudepin.coordinator.tables_enterprise import task_copies
 from gpudepin.core.errors import GpudepinError
+from gpudepin.core.jobs import TaskState
 from gpudepin.workloads import registry
 from gpudepin.workloads.base import TaskPlan
 
@@ -19,6 +24,30 @@ if TYPE_CHECKING:
     from gpudepin.coordinator.app import Runtime
 
 log = logging.getLogger("gpudepin.loops")
+
+
+def resume(rt: Runtime) -> int:
+    """On start, give every agent one assignment TTL from now to check in; how many
+    tasks, checks and copies that saved.
+
+    While the coordinator was down its agents could neither heartbeat nor hand in, and
+    the first pass would expire the work they are still running, blaming them for the
+    outage: an audit check lost that way, whose checker was the only one eligible, held
+    its job for good (the e2e restart test, when the restart outlasted the TTL).
+    """
+    until = rt.clock() + rt.settings.assignment_ttl_s
+    held = (
+        (db.tasks, db.tasks.c.state == TaskState.ASSIGNED.value),
+        (tv.checks, tv.checks.c.state.in_(["assigned", "running"])),
+        (task_copies, task_copies.c.state == "running"),
+    )
+    with rt.engine.begin() as conn:
+        return sum(
+            conn.execute(
+                update(table).where(live, table.c.deadline < until).values(deadline=until)
+            ).rowcount
+            for table, live in held
+        )
 
 
 def tick(rt: Runtime) -> None:
