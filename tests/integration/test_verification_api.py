@@ -221,3 +221,31 @@ def test_a_check_missed_while_the_coordinator_was_down_goes_to_its_checker_again
     assert buyer.job_verification(job["id"])["cases"][0]["state"] == "accepted"
     assert buyer.job(job["id"])["state"] == "completed"
     assert buyer.ledger_summary()["balanced"]
+
+
+def test_a_checker_gone_silent_mid_check_stops_holding_the_job_when_nobody_else_can_audit(
+    net: Net, tmp_path: Path
+) -> None:
+    buyer = net.client()
+    buyer.faucet("10")
+    job = buyer.submit_job("render", {"frames": "1"}, {"scene": demo_scene_path()}, "1")
+    worker, checker = net.provider("op-a"), net.provider("op-b")  # the only possible auditor
+    task = worker.poll(0)
+    right = truth(tmp_path, task["job_spec"], seed=0)
+    assert worker.submit_result(task["id"], right, {})["state"] == "accepted"
+    net.tick()  # a newcomer is audited: the check goes to the checker
+    check = checker.poll(0)
+    assert check is not None and check.get("check")
+    net.clock.t += net.rt.settings.assignment_ttl_s + 1  # type: ignore[attr-defined]
+    worker.heartbeat()  # the checker has gone silent with the check
+    net.tick()
+    case = buyer.job_verification(job["id"])["cases"][0]
+    assert case["state"] == "waiting" and [c["state"] for c in case["checks"]] == ["expired"]
+    assert buyer.job(job["id"])["state"] == "running"  # still waiting for an auditor
+    net.clock.t += net.rt.settings.audit_wait_s  # type: ignore[attr-defined]
+    worker.heartbeat()
+    net.tick()
+    net.tick()
+    assert buyer.job_verification(job["id"])["cases"][0]["state"] == "unchecked"
+    assert buyer.job(job["id"])["state"] == "completed"
+    assert buyer.ledger_summary()["balanced"]

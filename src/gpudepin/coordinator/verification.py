@@ -492,15 +492,23 @@ def plan_cases(conn: Connection, settings: CoordinatorSettings, now: float) -> i
             _assign(conn, case.id, check.auditor, "auditor", now, settings)
             _maybe_known_answer(conn, settings, check.auditor, case.id, rng, now)
         planned += 1
-    # only a case that never found any auditor stops holding its job back; one that
-    # has a mismatch or a checker that went silent keeps blocking until it is decided
-    tried = select(tv.checks.c.case_id).where(tv.checks.c.state != "withdrawn")
+    # a case with no answer in hand stops holding its job back once it waited
+    # ``audit_wait_s`` for an auditor since it was planned or lost its last checker (one
+    # that went silent is not drawn again, and in a small network nobody else may be
+    # eligible): it turns 'unchecked' and is still audited if one appears. A case with an
+    # answer in hand (a mismatch waiting for a referee) blocks until it is decided.
+    answered = select(tv.checks.c.case_id).where(tv.checks.c.state == "done")
+    last_lost = (
+        select(func.max(tv.checks.c.updated_at))
+        .where(tv.checks.c.case_id == tv.cases.c.id)
+        .scalar_subquery()
+    )
     conn.execute(
         update(tv.cases)
         .where(
             tv.cases.c.state == "waiting",
-            tv.cases.c.created_at <= now - settings.audit_wait_s,
-            tv.cases.c.id.not_in(tried),
+            func.coalesce(last_lost, tv.cases.c.created_at) <= now - settings.audit_wait_s,
+            tv.cases.c.id.not_in(answered),
         )
         .values(state="unchecked")
     )
