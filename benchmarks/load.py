@@ -518,6 +518,8 @@ def main() -> None:
     )
     ap.add_argument("--home-root", help="folder for the coordinator's home (default: temp)")
     args = ap.parse_args()
+    if args.home_root is not None and not os.path.isdir(args.home_root):
+        ap.error(f"--home-root: {args.home_root} is not a folder")
     sys.path.insert(0, str(HERE))
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start")
     root = args.home_root or tempfile.gettempdir()

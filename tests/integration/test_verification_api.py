@@ -197,17 +197,24 @@ def test_cpu_providers_stand_without_a_challenge(net: Net) -> None:
     assert rep["hardware_proven"] and rep["gpu_class"] == "cpu"
 
 
-def test_a_check_missed_while_the_coordinator_was_down_goes_to_its_checker_again(
-    net: Net, tmp_path: Path
-) -> None:
+def audited_by_the_only_checker(net: Net, tmp_path: Path) -> tuple[Client, dict, Client, Client]:
+    """A one-frame job done right by a newcomer, whose audit went to the one provider
+    that may audit it: the buyer, the job, the worker and that checker."""
     buyer = net.client()
     buyer.faucet("10")
     job = buyer.submit_job("render", {"frames": "1"}, {"scene": demo_scene_path()}, "1")
-    worker, checker = net.provider("op-a"), net.provider("op-b")  # the only possible auditor
+    worker, checker = net.provider("op-a"), net.provider("op-b")
     task = worker.poll(0)
     right = truth(tmp_path, task["job_spec"], seed=0)
     assert worker.submit_result(task["id"], right, {})["state"] == "accepted"
     net.tick()  # a newcomer is audited: the check goes to the checker
+    return buyer, job, worker, checker
+
+
+def test_a_check_missed_while_the_coordinator_was_down_goes_to_its_checker_again(
+    net: Net, tmp_path: Path
+) -> None:
+    buyer, job, worker, checker = audited_by_the_only_checker(net, tmp_path)
     # the checker cannot reach the coordinator until the check's deadline has passed
     net.clock.t += 3 * net.rt.settings.assignment_ttl_s + 1  # type: ignore[attr-defined]
     worker.heartbeat()
@@ -226,14 +233,7 @@ def test_a_check_missed_while_the_coordinator_was_down_goes_to_its_checker_again
 def test_a_checker_gone_silent_mid_check_stops_holding_the_job_when_nobody_else_can_audit(
     net: Net, tmp_path: Path
 ) -> None:
-    buyer = net.client()
-    buyer.faucet("10")
-    job = buyer.submit_job("render", {"frames": "1"}, {"scene": demo_scene_path()}, "1")
-    worker, checker = net.provider("op-a"), net.provider("op-b")  # the only possible auditor
-    task = worker.poll(0)
-    right = truth(tmp_path, task["job_spec"], seed=0)
-    assert worker.submit_result(task["id"], right, {})["state"] == "accepted"
-    net.tick()  # a newcomer is audited: the check goes to the checker
+    buyer, job, worker, checker = audited_by_the_only_checker(net, tmp_path)
     check = checker.poll(0)
     assert check is not None and check.get("check")
     net.clock.t += net.rt.settings.assignment_ttl_s + 1  # type: ignore[attr-defined]

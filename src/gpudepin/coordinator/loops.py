@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import update
 
-from gpudepin.coordinator import db, enterprise, market, service, settlement
+from gpudepin.coordinator import db, enterprise, market, service, settlement, speculation
 from gpudepin.coordinator import tables_verification as tv
 from gpudepin.coordinator.tables_enterprise import task_copies
 from gpudepin.core.errors import GpudepinError
@@ -26,9 +26,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("gpudepin.loops")
 
 
-def resume(rt: Runtime) -> int:
-    """On start, give every agent one assignment TTL from now to check in; how many
-    tasks, checks and copies that saved.
+def resume(rt: Runtime) -> None:
+    """On start, give every agent one assignment TTL from now to check in.
 
     While the coordinator was down its agents could neither heartbeat nor hand in, and
     the first pass would expire the work they are still running, blaming them for the
@@ -39,15 +38,17 @@ def resume(rt: Runtime) -> int:
     held = (
         (db.tasks, db.tasks.c.state == TaskState.ASSIGNED.value),
         (tv.checks, tv.checks.c.state.in_(["assigned", "running"])),
-        (task_copies, task_copies.c.state == "running"),
+        (task_copies, task_copies.c.state == speculation.RUNNING),
     )
     with rt.engine.begin() as conn:
-        return sum(
+        extended = sum(
             conn.execute(
                 update(table).where(live, table.c.deadline < until).values(deadline=until)
             ).rowcount
             for table, live in held
         )
+    if extended:
+        log.info("resumed: %d tasks, checks and copies have one TTL to check in", extended)
 
 
 def tick(rt: Runtime) -> None:

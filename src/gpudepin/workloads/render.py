@@ -17,8 +17,8 @@ most 2/255 per channel, which is 48 dB or better (all pixels off by 2/255 would 
 42 dB); a provider that renders a quarter of the samples lands near 30 dB, a
 neighbouring frame near 25 dB, and a blank image below 15 dB: all refused. The outlier
 rule is for tiles: one random tile in nine of a frame rendered at 1 sample instead of 8
-reaches 40 dB where the frame is calm, but every tile has 0.6% or more values off by
-more than 8/255.
+reaches 40 dB where the frame is calm, but every tile of a 1- or 2-sample frame has
+0.37% or more values off by more than 8/255.
 """
 
 from __future__ import annotations
