@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -367,6 +368,33 @@ def test_a_poll_claims_several_tasks_and_a_batch_counts_each_result_on_its_own(
         e["paid"] == str(UNIT // 2) for e in events if e["kind"] == "task_accepted"
     )
     assert buyer.ledger_summary()["balanced"]
+
+
+def test_inline_results_are_kept_in_the_database_and_still_merge_and_download(
+    net: Net, tmp_path: Path
+) -> None:
+    from gpudepin.workloads.echo import expected
+
+    buyer = funded_buyer(net)
+    job = buyer.submit_job("echo", {"tasks": 3, "seed": 9}, {}, "0.5")
+    prov = net.provider("a")
+    tasks = sorted(prov.poll_tasks(0, 3), key=lambda t: t["task_spec"]["index"])
+    files = [_echo_file(tmp_path, t) for t in tasks]
+    answers = prov.submit_results([(t["id"], f, {}) for t, f in zip(tasks, files, strict=True)])
+    assert [a["state"] for a in answers] == ["accepted"] * 3
+    blobs = net.rt.blobs  # type: ignore[attr-defined]
+    results = [blobs.path(hashlib.sha256(f.read_bytes()).hexdigest()) for f in files]
+    assert not any(p.exists() for p in results)  # no file a result
+    net.tick()
+    net.clock.t += 61  # no one else may audit them: after audit_wait_s the job goes on
+    net.tick()  # merged from the database
+    (out,) = buyer.download_outputs(job["id"], tmp_path / "out")
+    want = [expected(tasks[0]["job_spec"], t["task_spec"]) for t in tasks]
+    assert out.read_bytes() == b"".join(want)
+    assert not any(p.exists() for p in results)
+    # a caller that needs a result as a file gets one, written out when first asked for
+    got = buyer._download(f"/jobs/{job['id']}/tasks/{tasks[1]['id']}/result", tmp_path / "r1")
+    assert got.read_bytes() == want[1] and results[1].exists()
 
 
 def test_a_task_taken_away_while_its_batch_is_judged_costs_only_its_own_result(

@@ -132,7 +132,7 @@ def test_residency_picks_providers_by_region_and_says_when_none_fits(net: Net) -
     (attempt,) = audit["tasks"][0]["attempts"]
     assert attempt["provider"] == eu_prov.address and attempt["region"] == "eu-west"
     assert attempt["gpu_class"] == "cpu" and attempt["outcome"] == "accepted"
-    assert audit["tasks"][0]["result"]["store"] == "coordinator-blobs"
+    assert audit["tasks"][0]["result"]["store"] == "coordinator-database"  # came inline
     assert audit["state"] == "completed", audit
     assert audit["outputs"][0]["name"] == "echo.txt"
 

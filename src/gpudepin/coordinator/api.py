@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -139,8 +138,9 @@ def _record_blob(rt: Runtime, sha: str, who: str, size: int) -> None:
         store.note_blobs(conn, who, {sha: size}, rt.clock())
 
 
-def _store_inline(rt: Runtime, body: schemas.ResultIn, sha: str) -> int | None:
-    """Keep a result sent inline; its size, or None when it was uploaded beforehand."""
+def _inline_bytes(body: schemas.ResultIn, sha: str) -> bytes | None:
+    """The bytes of a result sent inline, checked against its sha256; None when it was
+    uploaded beforehand."""
     if body.content_b64 is None:
         return None
     try:
@@ -154,8 +154,7 @@ def _store_inline(rt: Runtime, body: schemas.ResultIn, sha: str) -> int | None:
         )
     if hashlib.sha256(data).hexdigest() != sha:
         raise InvalidInput("content_b64 does not hash to sha256", field="content_b64")
-    rt.blobs.put_bytes(data)
-    return len(data)
+    return data
 
 
 def _owned_blob(conn: Any, sha: str, owner: str) -> None:
@@ -445,9 +444,10 @@ async def submit_result(
 
 
 def _submit_check(rt: Runtime, check_id: str, body: schemas.ResultIn, sha: str, who: str) -> str:
-    inline = _store_inline(rt, body, sha)
-    if inline is not None:
-        _record_blob(rt, sha, who, inline)
+    inline = _inline_bytes(body, sha)
+    if inline is not None:  # checks are few: a file each, as an upload
+        rt.blobs.put_bytes(inline)
+        _record_blob(rt, sha, who, len(inline))
     with rt.reader.connect() as conn:
         _owned_blob(conn, sha, who)
     return verification_http.submit_check(rt, check_id, who, sha, body.signature)
@@ -555,15 +555,12 @@ def _claimed(
 
 
 def _judge(rt: Runtime, claimed: list[Claimed], out: dict[str, Answer]) -> list[results.Submission]:
-    """Keep inline results and run the workload's check on each (it reads files)."""
+    """Decode inline results and run the workload's check on each (it may read files)."""
     ready = []
     for task_id, body, sha, task, job in claimed:
         try:
-            inline = _store_inline(rt, body, sha)
-            # bytes kept just now are there: looking for them again (a stat) was ~5% of
-            # the coordinator's samples in the saturated load window (py-spy)
-            path = rt.blobs.open_path(sha) if inline is None else rt.blobs.path(sha)
-            rejection = _check_result(job, task, path)
+            inline = _inline_bytes(body, sha)
+            rejection = _check_result(rt, job, task, sha, inline)
         except GpudepinError as exc:
             out[task_id] = exc
             continue
@@ -604,12 +601,21 @@ def fail_task(
     return {"task_id": task_id, "state": state}
 
 
-def _check_result(job: Any, task: Any, path: Path) -> str | None:
-    """The workload's own sanity check of a result (the verification issue goes further)."""
-    check = getattr(registry.get(job.kind), "check_result", None)
+def _check_result(rt: Runtime, job: Any, task: Any, sha: str, inline: bytes | None) -> str | None:
+    """The workload's own sanity check of a result (the verification issue goes further):
+    of the bytes of one handed in inline where the workload can check bytes (those are
+    kept in the database with the result), else of its file, written out if need be."""
+    workload = registry.get(job.kind)
+    check_bytes = getattr(workload, "check_bytes", None)
+    if inline is not None and check_bytes is not None:
+        reason: str | None = check_bytes(job.spec, task.spec, inline)
+        return reason
+    check = getattr(workload, "check_result", None)
     if check is None:
         return None
-    reason: str | None = check(job.spec, task.spec, path)
+    if inline is not None:
+        rt.blobs.put_bytes(inline)
+    reason = check(job.spec, task.spec, rt.blobs.open_path(sha))
     return reason
 
 

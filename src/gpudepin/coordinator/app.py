@@ -19,7 +19,8 @@ from sqlalchemy import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gpudepin import __version__
-from gpudepin.coordinator.blobs import BlobStore
+from gpudepin.coordinator import store
+from gpudepin.coordinator.blobs import BlobStore, Kept
 from gpudepin.coordinator.db import make_engine, migrate, reader
 from gpudepin.coordinator.signals import WorkSignal
 from gpudepin.core.errors import GpudepinError
@@ -92,6 +93,17 @@ def _error(status: int, code: str, message: str, hint: str) -> JSONResponse:
     )
 
 
+def _kept_blobs(engine: Engine) -> Kept:
+    """Read the blobs the database keeps (results handed in inline)."""
+    read = reader(engine)
+
+    def kept(shas: list[str]) -> dict[str, bytes]:
+        with read.connect() as conn:
+            return store.small_blobs(conn, shas)
+
+    return kept
+
+
 def create_app(
     settings: CoordinatorSettings, *, run_loops: bool = True, clock: Callable[[], float] = time.time
 ) -> FastAPI:
@@ -102,7 +114,8 @@ def create_app(
 
     engine = make_engine(settings.database_url)
     migrate(engine)
-    rt = Runtime(settings, engine, BlobStore(settings.blob_dir, settings.max_upload_bytes), clock)
+    blobs = BlobStore(settings.blob_dir, settings.max_upload_bytes, kept=_kept_blobs(engine))
+    rt = Runtime(settings, engine, blobs, clock)
     rt.chain = settlement.connect(settings, clock())
 
     @asynccontextmanager

@@ -6,7 +6,7 @@ import hashlib
 import os
 import tempfile
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from gpudepin.core.errors import InvalidInput, NotFound, PayloadTooLarge
@@ -19,12 +19,23 @@ def check_sha256(sha: str) -> str:
     return s
 
 
-class BlobStore:
-    """Blobs under ``root/ab/abcdef…``; writes are atomic (temp file, then rename)."""
+# sha256s to the bytes of those kept elsewhere (the database, for results handed in
+# inline): a file each cost more than the rest of a tiny task's handling on some disks
+Kept = Callable[[list[str]], dict[str, bytes]]
 
-    def __init__(self, root: Path, max_bytes: int) -> None:
+
+class BlobStore:
+    """Blobs under ``root/ab/abcdef…``; writes are atomic (temp file, then rename).
+
+    Small blobs may live in ``kept`` instead (see ``Kept``): ``kept_bytes`` reads them
+    there, and ``open_path`` writes one out as a file the first time a caller needs its
+    path.
+    """
+
+    def __init__(self, root: Path, max_bytes: int, kept: Kept | None = None) -> None:
         self.root = root
         self.max_bytes = max_bytes
+        self.kept = kept
         root.mkdir(parents=True, exist_ok=True)
         self._folders: set[str] = set()  # the ``ab/`` folders known to exist
 
@@ -33,13 +44,22 @@ class BlobStore:
         return self.root / s[:2] / s
 
     def exists(self, sha: str) -> bool:
+        """Whether the blob is here as a file (one kept elsewhere is not)."""
         return self.path(sha).exists()
 
     def open_path(self, sha: str) -> Path:
         p = self.path(sha)
-        if not p.exists():
+        if p.exists():
+            return p
+        data = self.kept([sha]).get(sha) if self.kept else None
+        if data is None:
             raise NotFound(f"no blob {sha}", hint="Upload it first.")
+        self.put_bytes(data)
         return p
+
+    def kept_bytes(self, shas: list[str]) -> dict[str, bytes]:
+        """The bytes of those of ``shas`` kept elsewhere, read in one call."""
+        return self.kept(shas) if self.kept else {}
 
     def writer(self) -> BlobWriter:
         return BlobWriter(self)
@@ -56,7 +76,8 @@ class BlobStore:
         return w.commit()
 
     def put_bytes(self, data: bytes) -> str:
-        """Store a small blob held in memory (an inline result); its sha256.
+        """Store a small blob held in memory as a file (an inline result that a check
+        reads as one); its sha256.
 
         Content-addressed, so bytes already here are not written again; otherwise one
         temp file named after the content and this thread, renamed into place. Written

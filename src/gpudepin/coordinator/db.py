@@ -24,6 +24,7 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -168,6 +169,15 @@ blobs = Table(
     Column("uploader", String(42), primary_key=True),
     Column("size", Integer, nullable=False),
     Column("created_at", Float, nullable=False),
+)
+
+# the bytes of results handed in inline (at most INLINE_RESULT_BYTES): kept here, with
+# the result's own transaction, instead of as a file each; BlobStore reads them back
+small_blobs = Table(
+    "small_blobs",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("content", LargeBinary, nullable=False),
 )
 
 

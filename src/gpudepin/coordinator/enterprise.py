@@ -420,12 +420,15 @@ def sla_duty(rt: Runtime) -> None:
 
 
 def _storage_of(conn: Connection, sha: str | None) -> dict[str, Any] | None:
-    """Where a file with this hash is kept: the coordinator's blob store, or erasure shards."""
+    """Where a file with this hash is kept: the coordinator's database (a small result
+    handed in inline), its blob store, or erasure shards."""
     if sha is None:
         return None
     art = conn.execute(select(artifacts).where(artifacts.c.sha256 == sha)).first()
     if art is None:
-        return {"sha256": sha, "store": "coordinator-blobs"}
+        kept = conn.execute(select(db.small_blobs.c.sha256).where(db.small_blobs.c.sha256 == sha))
+        store = "coordinator-database" if kept.first() else "coordinator-blobs"
+        return {"sha256": sha, "store": store}
     holders = conn.execute(
         select(shard_holders, db.providers.c.region, db.providers.c.operator)
         .join(db.providers, db.providers.c.address == shard_holders.c.provider, isouter=True)

@@ -33,7 +33,7 @@ class Submission:
     sha256: str
     signature: str
     meta: dict[str, Any]
-    inline_size: int | None  # set when its bytes came inline (their blob row is due)
+    inline: bytes | None  # its bytes when they came inline (kept with the result)
     rejection: str | None  # the workload's reason to refuse it, if any
     task: Any  # the task's row and its job's, as read when the result was judged
     job: Any
@@ -88,8 +88,8 @@ def record(
     # tasks are locked in one order by every batch: a straggler's batch and its copy's
     # lock the same tasks, and in opposite orders they deadlocked
     results = sorted(results, key=lambda r: r.task_id)
-    store.note_blobs(
-        conn, provider, {r.sha256: r.inline_size for r in results if r.inline_size}, now
+    store.keep_inline(
+        conn, provider, {r.sha256: r.inline for r in results if r.inline is not None}, now
     )
     racing = speculation.racing(conn, [r.task_id for r in results])
     # the rows were read when the results were judged; _accept's compare-and-set makes

@@ -214,3 +214,37 @@ _NOTE_BLOB = {
     "sqlite": sqlite_insert(db.blobs).on_conflict_do_nothing(),
     "postgresql": pg_insert(db.blobs).on_conflict_do_nothing(),
 }
+
+
+def keep_inline(conn: Connection, uploader: str, contents: dict[str, bytes], now: float) -> None:
+    """Keep results ``uploader`` handed in inline (sha256 to bytes) in the database, as
+    its blobs: in the transaction that records them, so a result is there exactly when
+    its acceptance is."""
+    if not contents:
+        return
+    note_blobs(conn, uploader, {sha: len(data) for sha, data in contents.items()}, now)
+    conn.execute(
+        _KEEP_SMALL[conn.dialect.name],
+        [{"sha256": sha, "content": data} for sha, data in sorted(contents.items())],
+    )
+
+
+_KEEP_SMALL = {
+    "sqlite": sqlite_insert(db.small_blobs).on_conflict_do_nothing(),
+    "postgresql": pg_insert(db.small_blobs).on_conflict_do_nothing(),
+}
+
+
+def small_blobs(conn: Connection, shas: Iterable[str]) -> dict[str, bytes]:
+    """The bytes of those of ``shas`` kept in the database (see ``keep_inline``)."""
+    wanted = sorted(set(shas))
+    found: dict[str, bytes] = {}
+    for at in range(0, len(wanted), 500):  # a job's merge asks for all its results
+        rows = conn.execute(_SMALL_BLOBS, {"shas": wanted[at : at + 500]})
+        found.update((row.sha256, bytes(row.content)) for row in rows)
+    return found
+
+
+_SMALL_BLOBS = select(db.small_blobs.c.sha256, db.small_blobs.c.content).where(
+    db.small_blobs.c.sha256.in_(bindparam("shas", expanding=True))
+)

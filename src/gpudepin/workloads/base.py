@@ -37,7 +37,12 @@ class RunContext:
 class Workload(Protocol):
     """Every workload has these; it may also have ``check_result(spec, task, path) -> str |
     None``, a cheap sanity check the coordinator runs when a result is submitted (the
-    returned string is the reason to reject it)."""
+    returned string is the reason to reject it).
+
+    A workload of tiny results may also take them as bytes: ``check_bytes(spec, task,
+    data)`` and ``merge_bytes(spec, [(plan, data), ...], dest)``, doing what
+    ``check_result`` and ``merge`` do. The coordinator keeps results handed in inline in
+    its database, and with these it never writes them out as files."""
 
     name: str
     # the names of the files a job of this kind takes, e.g. ("scene",)
