@@ -22,9 +22,10 @@ def resolve_home(home: Path | str | None = None) -> Path:
 class CoordinatorSettings(BaseModel):
     home: Path
     db_url: str | None = None  # None: SQLite in the home folder
-    # short database calls on the event loop (True) or in the thread pool (False); None:
-    # on the loop for SQLite only (see Runtime.quick)
+    # short database calls on the event loop (True) or in threads of their own (False);
+    # None: on the loop for SQLite only (see Runtime.quick)
     inline_db: bool | None = None
+    db_threads: int = Field(default=2, ge=1)  # those threads, when not on the loop
     host: str = "127.0.0.1"
     port: int = 8470
     max_upload_bytes: int = Field(default=256 * 1024 * 1024, gt=0)

@@ -51,5 +51,12 @@ def test_short_database_calls_run_on_the_loop_only_on_sqlite_unless_told(
     blobs = BlobStore(tmp_path / "blobs", 1024)
     rt = Runtime(CoordinatorSettings(home=tmp_path, db_url=url), create_engine(url), blobs)
     assert rt.inline_db is inline
+    # elsewhere they have threads of their own, not the pool that runs blocking endpoints
+    assert (rt.db_threads is None) is inline
     forced = CoordinatorSettings(home=tmp_path, db_url=url, inline_db=not inline)
-    assert Runtime(forced, create_engine(url), blobs).inline_db is (not inline)
+    other = Runtime(forced, create_engine(url), blobs)
+    assert other.inline_db is (not inline)
+    assert (other.db_threads is None) is (not inline)
+    for pool in (rt.db_threads, other.db_threads):
+        if pool is not None:
+            pool.shutdown()

@@ -7,12 +7,12 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
@@ -49,11 +49,16 @@ class Runtime:
     # coordinator lags behind its requests (see watch_lag)
     lag_s: float = 0.0
     inline_db: bool = field(init=False)
+    db_threads: ThreadPoolExecutor | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.reader = reader(self.engine)  # for blocks that only read: never wait on writers
         inline = self.settings.inline_db
         self.inline_db = self.engine.dialect.name == "sqlite" if inline is None else inline
+        if not self.inline_db:
+            self.db_threads = ThreadPoolExecutor(
+                self.settings.db_threads, thread_name_prefix="gpudepin-db"
+            )
 
     async def quick(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn``, a short database call with no file or network work, where it costs
@@ -61,14 +66,16 @@ class Runtime:
         microseconds in this process, while the hop to the thread pool and back, and the
         handoffs of the GIL among its threads, cost more than the statements themselves
         (the load benchmark dispatched about a third more tasks per CPU-second this way).
-        On PostgreSQL a call waits for round trips and for its commit's WAL flush; run on
-        the loop, every request waited for every other one's flush (steady window p99
-        3.5 -> 12.6 s on this machine), so by default it goes to the thread pool, where
-        commits overlap. ``settings.inline_db`` decides when set.
+        On PostgreSQL a call waits for round trips, during which the loop should serve
+        other requests, so by default it runs in a few threads of its own
+        (``settings.db_threads``), not in the pool of forty that runs blocking endpoints:
+        forty threads handing the GIL to one another cost 2.35 ms of the coordinator's CPU
+        a task in the saturated load window, two threads 1.12 ms, for 1.6 x the tasks/s
+        (docs/benchmarks/load.md). ``settings.inline_db`` decides when set.
         """
-        if self.inline_db:
+        if self.db_threads is None:
             return fn(*args)
-        return await run_in_threadpool(fn, *args)
+        return await asyncio.get_running_loop().run_in_executor(self.db_threads, fn, *args)
 
     async def watch_lag(self, every_s: float = 0.1) -> None:
         """Keep ``lag_s``: a sleep of ``every_s`` that ends later than asked was kept
@@ -138,6 +145,8 @@ def create_app(
             rt.notify_work()
             if worker is not None:
                 worker.join(timeout=10)
+            if rt.db_threads is not None:
+                rt.db_threads.shutdown()
             engine.dispose()
 
     app = FastAPI(
