@@ -118,8 +118,9 @@ def test_training_resumes_on_another_provider_and_its_commitments_reproduce(
     buyer = buyer_of(posted_price)
     wait_for("a provider", lambda: online(buyer) == 1)
     spec_path = tmp_path / "spec.toml"
-    # long enough that the kill lands mid-run on a busy machine too
-    spec_path.write_text(training.demo_spec("mlp", steps=2000, checkpoint_interval=200))
+    # long enough that the kill lands mid-run on a fast machine too: 2,000 steps ran in
+    # under a second there, between two of the agent's progress uploads (every 1 s)
+    spec_path.write_text(training.demo_spec("mlp", steps=20000, checkpoint_interval=2000))
     data = training.make_digits_npz(tmp_path / "digits.npz")
     job = buyer.submit_job("train", {}, {"spec": spec_path, "dataset": data}, "1")
 
@@ -127,7 +128,7 @@ def test_training_resumes_on_another_provider_and_its_commitments_reproduce(
         tasks = buyer.job_progress(job["id"])["tasks"]
         return int(tasks[0]["step"]) if tasks else 0
 
-    wait_for("a first checkpoint uploaded", lambda: step() >= 200)
+    wait_for("a first checkpoint uploaded", lambda: step() >= 2000)
     assert buyer.job(job["id"])["tasks"][0]["state"] == "assigned", "it finished before the kill"
     posted_price.kill("provider-1")
     killed_at = step()
@@ -143,7 +144,7 @@ def test_training_resumes_on_another_provider_and_its_commitments_reproduce(
         resumed_from = json.loads(packed.read("losses.json"))["start_step"]
     assert resumed_from >= killed_at > 0  # not from step 0
     direct = training.WORKLOAD.run(
-        done["spec"], {"start_step": 0, "end_step": 2000}, {"dataset": data},
+        done["spec"], {"start_step": 0, "end_step": 20000}, {"dataset": data},
         RunContext(tmp_path / "direct"),
     )  # fmt: skip
     expected = training.read_result(direct)["commitments"]
