@@ -613,9 +613,9 @@ def _check_result(rt: Runtime, job: Any, task: Any, sha: str, inline: bytes | No
     check = getattr(workload, "check_result", None)
     if check is None:
         return None
-    if inline is not None:
-        rt.blobs.put_bytes(inline)
-    reason = check(job.spec, task.spec, rt.blobs.open_path(sha))
+    # bytes written out just now are there: looking for them again is a stat per result
+    path = rt.blobs.path(rt.blobs.put_bytes(inline)) if inline is not None else None
+    reason = check(job.spec, task.spec, path or rt.blobs.open_path(sha))
     return reason
 
 

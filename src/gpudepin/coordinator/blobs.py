@@ -35,7 +35,7 @@ class BlobStore:
     def __init__(self, root: Path, max_bytes: int, kept: Kept | None = None) -> None:
         self.root = root
         self.max_bytes = max_bytes
-        self.kept = kept
+        self._kept = kept
         root.mkdir(parents=True, exist_ok=True)
         self._folders: set[str] = set()  # the ``ab/`` folders known to exist
 
@@ -51,7 +51,7 @@ class BlobStore:
         p = self.path(sha)
         if p.exists():
             return p
-        data = self.kept([sha]).get(sha) if self.kept else None
+        data = self.kept_bytes([sha]).get(sha)
         if data is None:
             raise NotFound(f"no blob {sha}", hint="Upload it first.")
         self.put_bytes(data)
@@ -59,7 +59,7 @@ class BlobStore:
 
     def kept_bytes(self, shas: list[str]) -> dict[str, bytes]:
         """The bytes of those of ``shas`` kept elsewhere, read in one call."""
-        return self.kept(shas) if self.kept else {}
+        return self._kept(shas) if self._kept else {}
 
     def writer(self) -> BlobWriter:
         return BlobWriter(self)

@@ -27,6 +27,10 @@ def expected(spec: dict[str, Any], task: dict[str, Any]) -> bytes:
     return head + b"." * (size - len(head))
 
 
+def _differs(task: dict[str, Any]) -> str:
+    return f"echo {task['index']}: result differs from the expected bytes"
+
+
 def _int(params: dict[str, Any], name: str, default: int, lo: int, hi: int) -> int:
     value = params.get(name, default)
     if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
@@ -70,14 +74,12 @@ class EchoWorkload:
     def check_result(self, spec: dict[str, Any], task: dict[str, Any], path: Path) -> str | None:
         """Reject anything but the exact expected bytes."""
         if path.stat().st_size != len(expected(spec, task)):  # never read a huge wrong one
-            return self.check_bytes(spec, task, b"")
+            return _differs(task)
         return self.check_bytes(spec, task, path.read_bytes())
 
     def check_bytes(self, spec: dict[str, Any], task: dict[str, Any], data: bytes) -> str | None:
         """``check_result`` of a result handed in inline, on its bytes."""
-        if data != expected(spec, task):
-            return f"echo {task['index']}: result differs from the expected bytes"
-        return None
+        return _differs(task) if data != expected(spec, task) else None
 
     def compare(self, spec: dict[str, Any], a: Path, b: Path) -> Comparison:
         same = a.read_bytes() == b.read_bytes()
