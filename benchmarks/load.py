@@ -464,6 +464,15 @@ def python_speed_s(n: int = 10_000_000) -> float:
     return time.process_time() - t0
 
 
+def host_now(when: str) -> str:
+    """The host's load average and Python speed, ``when`` read, for a run's first and
+    last lines."""
+    return (
+        f"load average {os.getloadavg()[0]:.1f} {when}, "
+        f"10M additions in a Python loop take {python_speed_s():.2f} s of CPU"
+    )
+
+
 def run_celery(n_tasks: int) -> float | None:
     try:
         import load_celery  # noqa: F401  (fails early when celery is missing)
@@ -534,10 +543,7 @@ def main() -> None:
     if args.home_root is not None and not os.path.isdir(args.home_root):
         ap.error(f"--home-root: {args.home_root} is not a folder")
     sys.path.insert(0, str(HERE))
-    print(
-        f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start, "
-        f"10M additions in a Python loop take {python_speed_s():.2f} s of CPU"
-    )
+    print(f"machine: {os.cpu_count()} CPUs, {host_now('at start')}")
     root = args.home_root or tempfile.gettempdir()
     print(f"coordinator home in {root}: a new file costs {file_create_us(root):.0f} us of CPU")
     dbs = ("sqlite", "postgres") if args.db == "both" else (args.db,)
@@ -566,10 +572,7 @@ def main() -> None:
         for name, theirs in others.items():
             if theirs:
                 print(f"ratio gpudepin[{db}] / {name}: {rate / theirs:.2f}")
-    print(
-        f"load average {os.getloadavg()[0]:.1f} at the end, "
-        f"10M additions in a Python loop take {python_speed_s():.2f} s of CPU"
-    )
+    print(host_now("at the end"))
 
 
 if __name__ == "__main__":
